@@ -62,7 +62,9 @@ def read_dump(name: str) -> Interface | None:
         return None
     proc = run(["wg", "show", name, "dump"], check=False)
     if proc.returncode != 0:
-        return None
+        if not link_exists(name):
+            return None  # it went away while we looked
+        raise WgCommandError(["wg", "show", name, "dump"], proc.returncode, proc.stderr)
     return parse_dump(proc.stdout)
 
 
@@ -143,20 +145,16 @@ def set_interface(name: str, private_key: str | None, listen_port: int | None, f
 def apply_peers(name: str, upsert: list[Peer], remove: list[str], live: dict[str, Peer]) -> None:
     """Add or update ``upsert`` and remove the keys in ``remove`` on the running device.
 
-    ``live`` is the device's current peers; it tells which settings ``wg addconf``
-    cannot clear (a preshared key, an endpoint) and must be cleared another way.
+    ``live`` is the device's current peers: ``wg addconf`` cannot take a preshared
+    key away, so that is done with ``wg set``. An endpoint is never cleared live:
+    WireGuard learns it from traffic, and only removing the peer would forget it.
     """
     args = []
     for key in remove:
         args += ["peer", key, "remove"]
-    readd = []
     for peer in upsert:
         old = live.get(peer.public_key)
-        if old is not None and old.endpoint and not peer.endpoint:
-            # WireGuard cannot forget an endpoint; only a fresh peer has none.
-            args += ["peer", peer.public_key, "remove"]
-            readd.append(peer)
-        elif old is not None and old.preshared_key and not peer.preshared_key:
+        if old is not None and old.preshared_key and not peer.preshared_key:
             args += ["peer", peer.public_key, "preshared-key", "/dev/null"]
     if args:
         run(["wg", "set", name, *args])

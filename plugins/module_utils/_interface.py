@@ -66,7 +66,9 @@ def _absent(req, path, existing, live, check_mode) -> dict:
     if live is not None:
         _device.down(path, req.name)
         result["applied"] = "down"
-    result["backup_file"] = _files.remove(path, backup=req.backup)
+    backup_file = _files.remove(path, backup=req.backup)
+    if backup_file:
+        result["backup_file"] = backup_file
     return result
 
 
@@ -143,7 +145,9 @@ def _present(req, path, existing, live, check_mode) -> dict:
     if action in ("down", "restart"):
         _device.down(path, req.name)
     if file_changed:
-        result["backup_file"] = _files.write_config(path, desired, backup=req.backup)
+        backup_file = _files.write_config(path, desired, backup=req.backup)
+        if backup_file:
+            result["backup_file"] = backup_file
     try:
         if action in ("up", "restart"):
             _device.up(path, req.implementation)

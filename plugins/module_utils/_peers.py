@@ -103,14 +103,21 @@ def plan_peers(current: list[Peer], specs: list[PeerSpec], exclusive: bool = Fal
     return plan
 
 
-def live_drift(desired: list[Peer], live: Interface, exclusive: bool) -> tuple[list[Peer], list[str]]:
-    """Peers whose live state differs from ``desired``, and live peers to remove.
+def live_drift(desired: list[Peer], live: Interface, exclusive: bool, changed: set[str]) -> tuple[list[Peer], list[str]]:
+    """Peers to send to the running device, and live peers to remove.
 
-    Live peers that the file does not know are left alone unless ``exclusive``:
-    an application may have added them through the API moments ago.
+    A peer goes live when the plan changed it (``changed``) or its live state
+    differs from ``desired``. Endpoints are left out of that comparison: WireGuard
+    learns them from traffic (roaming), so a live endpoint is no drift. Live peers
+    that the file does not know are left alone unless ``exclusive``: an
+    application may have added them through the API moments ago.
     """
     live_map = live.peer_map()
-    upsert = [p for p in desired if live_map.get(p.public_key) != p.replace(name=None)]
+    upsert = []
+    for peer in desired:
+        current = live_map.get(peer.public_key)
+        if peer.public_key in changed or current is None or current != peer.replace(name=None, endpoint=current.endpoint):
+            upsert.append(peer)
     remove = []
     if exclusive:
         keep = {p.public_key for p in desired}
@@ -137,8 +144,8 @@ class FileBackend:
             plan = plan_peers(list(existing.peers), specs, exclusive)
             desired = existing.replace(peers=tuple(plan.desired))
             live = _device.read_dump(self.interface)
-            upsert, remove = live_drift(plan.desired, live, exclusive) if live else ([], [])
             changed_in_file = {p.public_key for p in plan.added + plan.updated}
+            upsert, remove = live_drift(plan.desired, live, exclusive, changed_in_file) if live else ([], [])
             drift = sorted({p.public_key for p in upsert} - changed_in_file | (set(remove) - set(plan.removed)))
             result = {
                 "changed": plan.changed or bool(upsert or remove),
@@ -156,7 +163,9 @@ class FileBackend:
             if check_mode or not result["changed"]:
                 return result
             if plan.changed:
-                result["backup_file"] = _files.write_config(self.path, desired, backup=self.backup)
+                backup_file = _files.write_config(self.path, desired, backup=self.backup)
+                if backup_file:
+                    result["backup_file"] = backup_file
                 result["applied"] = "file"
             if live is not None and (upsert or remove):
                 _device.apply_peers(self.interface, upsert, remove, live.peer_map())

@@ -88,9 +88,9 @@ def normalize_endpoint(option: str, value) -> str | None:
     match = re.match(r"^\[([^\]]+)\]:(\d+)$", text) or re.match(r"^([^:\[\]]+):(\d+)$", text)
     if not match:
         raise WgValueError(f"{option}: {value!r} is not host:port (IPv6 as [address]:port)")
-    host, port = match.group(1), check_port(option, match.group(2))
-    if port == 0:
-        raise WgValueError(f"{option}: {value!r} has port 0")
+    host, port = match.group(1), int(match.group(2))
+    if not 0 < port <= 65535:
+        raise WgValueError(f"{option}: {value!r} has no valid port (1-65535)")
     try:
         addr = ipaddress.ip_address(host.split("%")[0])
     except ValueError:

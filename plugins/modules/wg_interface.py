@@ -1,0 +1,249 @@
+#!/usr/bin/python
+# Copyright: wgfleet.wireguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: wg_interface
+short_description: Manage a WireGuard interface's settings, its wg-quick file and its live device
+version_added: 0.1.0
+description:
+  - Writes the C([Interface]) section of C(<config_dir>/<name>.conf), the file that C(wg-quick) and
+    C(wg-quick@.service) read, and brings the live interface in line with it.
+  - Owns the interface settings only. The peers in the file are kept as they are; manage them with
+    M(wgfleet.wireguard.wg_peer).
+  - A setting left out keeps the value the file already has. To clear one, give an empty list
+    (O(address), O(dns), hooks), C(0) (O(mtu), O(fwmark), O(listen_port)) or C(auto) (O(table)).
+  - Changes to the private key, listen port or fwmark are applied to the running device without a
+    restart. Changes to addresses, MTU, DNS, table or hooks restart this interface alone (C(wg-quick down)
+    with the old file, then C(wg-quick up) with the new one); peers that exist only on the running device
+    are written to the file first so that the restart keeps them.
+  - If bringing the interface up fails, the previous file is put back (and the previous interface
+    brought up again) before the module fails.
+  - Live settings that differ from the file (drift) are reported in RV(drift) and brought back in line.
+author:
+  - wgfleet.wireguard contributors
+requirements:
+  - wireguard-tools (C(wg), C(wg-quick)) and iproute2 on the managed host.
+  - C(wireguard-go) when the kernel has no WireGuard module.
+  - The Python library C(cryptography) on the managed host.
+attributes:
+  check_mode:
+    support: full
+    details: Predicts every change; no file is written, no key generated, nothing changed live.
+  diff_mode:
+    support: full
+    details: The file before and after, with the private key replaced by C(**redacted**).
+  idempotent:
+    support: full
+options:
+  name:
+    description:
+      - Name of the interface, also the file name C(<name>.conf). Linux interface name rules, 1 to 15 characters.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) writes the file (and brings the interface up with O(up=true)).
+      - V(absent) brings the interface down and removes the file.
+    type: str
+    choices: [present, absent]
+    default: present
+  address:
+    description: Addresses of the interface with their prefix, IPv4 and IPv6 (C(Address)). The first is the primary.
+    type: list
+    elements: str
+  listen_port:
+    description: UDP port the interface listens on (C(ListenPort)). V(0) lets WireGuard pick one.
+    type: int
+  private_key:
+    description:
+      - Private key of the interface (C(PrivateKey)), base64.
+      - Left out, the key already in the file is kept, else the key of the running device, else a new one is
+        generated. An existing key is only ever replaced by a key given here.
+    type: str
+  mtu:
+    description: MTU of the interface (C(MTU)). V(0) leaves the choice to wg-quick.
+    type: int
+  dns:
+    description: DNS servers and search domains set while the interface is up (C(DNS)); needs resolvconf.
+    type: list
+    elements: str
+  table:
+    description: Routing table for the peers' allowed IPs (C(Table)); V(off), V(auto), a number or a name.
+    type: str
+  fwmark:
+    description: Firewall mark of outgoing packets (C(FwMark)). V(0) turns it off.
+    type: int
+  pre_up:
+    description: Commands run before the interface comes up (C(PreUp)), in order. C(%i) is the interface name.
+    type: list
+    elements: str
+  post_up:
+    description: Commands run after the interface came up (C(PostUp)), in order.
+    type: list
+    elements: str
+  pre_down:
+    description: Commands run before the interface goes down (C(PreDown)), in order.
+    type: list
+    elements: str
+  post_down:
+    description: Commands run after the interface went down (C(PostDown)), in order.
+    type: list
+    elements: str
+  config_dir:
+    description: Directory of the wg-quick files. Created with mode C(0700) when missing.
+    type: path
+    default: /etc/wireguard
+  up:
+    description:
+      - Whether the live interface runs. V(true) brings it up (and in line), V(false) brings it down.
+    type: bool
+    default: true
+  implementation:
+    description:
+      - V(auto) uses the kernel module where the kernel has it and C(wireguard-go) where it does not.
+      - V(kernel) fails when the kernel has no WireGuard module.
+      - V(userspace) requires C(wireguard-go) and a kernel without the module (wg-quick always prefers the module).
+    type: str
+    choices: [auto, kernel, userspace]
+    default: auto
+  backup:
+    description: Keep a copy of the previous file, with a timestamp in its name, mode C(0600).
+    type: bool
+    default: false
+notes:
+  - Comments in the file other than the peers' C(# Name =) labels are not kept when the module rewrites it.
+seealso:
+  - module: wgfleet.wireguard.wg_peer
+  - name: wg-quick(8)
+    description: The reference for the file format and for bringing an interface up and down.
+    link: https://man7.org/linux/man-pages/man8/wg-quick.8.html
+"""
+
+EXAMPLES = r"""
+- name: Run wg0 as the VPN server interface
+  wgfleet.wireguard.wg_interface:
+    name: wg0
+    address: [10.10.0.1/24]
+    listen_port: 51820
+    post_up:
+      - iptables -A FORWARD -i %i -j ACCEPT
+    post_down:
+      - iptables -D FORWARD -i %i -j ACCEPT
+  register: wg0
+
+- name: Show the server's public key for clients
+  ansible.builtin.debug:
+    msg: "{{ wg0.public_key }}"
+
+- name: Write wg1's file but leave the interface down
+  wgfleet.wireguard.wg_interface:
+    name: wg1
+    address: [10.11.0.1/24]
+    listen_port: 51821
+    up: false
+
+- name: Remove wg1
+  wgfleet.wireguard.wg_interface:
+    name: wg1
+    state: absent
+"""
+
+RETURN = r"""
+name:
+  description: Name of the interface.
+  returned: always
+  type: str
+  sample: wg0
+public_key:
+  description: Public key of the interface; null in check mode when a key would be generated.
+  returned: always
+  type: str
+  sample: xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=
+private_key_source:
+  description: Where the private key came from; V(given), V(file), V(device) or V(generated).
+  returned: when O(state=present)
+  type: str
+changes:
+  description: Settings of the file that changed (V(file) when the file is new).
+  returned: always
+  type: list
+  elements: str
+  sample: [address, mtu]
+drift:
+  description: Settings of the running interface that differed from the file and were brought back in line.
+  returned: when O(state=present)
+  type: list
+  elements: str
+applied:
+  description: How the change reached the host; V(none), V(live), V(restart), V(up) or V(down).
+  returned: always
+  type: str
+  sample: restart
+implementation:
+  description: V(kernel) or V(userspace) (wireguard-go), for an interface that was brought up.
+  returned: when the interface was brought up or restarted
+  type: str
+preserved_peers:
+  description: Public keys of peers that existed only on the running device and were written to the file before a restart.
+  returned: when O(state=present)
+  type: list
+  elements: str
+backup_file:
+  description: Path of the copy of the previous file.
+  returned: when O(backup=true) and the file changed
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ..module_utils._interface import InterfaceRequest, ensure
+from ..module_utils._module import run_core
+
+SETTING_OPTIONS = ("address", "listen_port", "private_key", "mtu", "dns", "table", "fwmark",
+                   "pre_up", "post_up", "pre_down", "post_down")
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+            "address": {"type": "list", "elements": "str"},
+            "listen_port": {"type": "int"},
+            "private_key": {"type": "str", "no_log": True},
+            "mtu": {"type": "int"},
+            "dns": {"type": "list", "elements": "str"},
+            "table": {"type": "str"},
+            "fwmark": {"type": "int"},
+            "pre_up": {"type": "list", "elements": "str"},
+            "post_up": {"type": "list", "elements": "str"},
+            "pre_down": {"type": "list", "elements": "str"},
+            "post_down": {"type": "list", "elements": "str"},
+            "config_dir": {"type": "path", "default": "/etc/wireguard"},
+            "up": {"type": "bool", "default": True},
+            "implementation": {"type": "str", "default": "auto", "choices": ["auto", "kernel", "userspace"]},
+            "backup": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+
+    def action():
+        request = InterfaceRequest(
+            name=params["name"],
+            state=params["state"],
+            config_dir=params["config_dir"],
+            up=params["up"],
+            implementation=params["implementation"],
+            backup=params["backup"],
+            settings={option: params[option] for option in SETTING_OPTIONS},
+        )
+        return ensure(request, module.check_mode)
+
+    run_core(module, action)
+
+
+if __name__ == "__main__":
+    main()

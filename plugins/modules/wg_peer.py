@@ -1,0 +1,248 @@
+#!/usr/bin/python
+# Copyright: wgfleet.wireguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: wg_peer
+short_description: Manage the peers of a WireGuard interface, in its wg-quick file and live
+version_added: 0.1.0
+description:
+  - Adds, changes and removes peers of an interface made with M(wgfleet.wireguard.wg_interface).
+  - With the V(file) backend, peers are written to C(<config_dir>/<interface>.conf) and, when the interface runs,
+    applied to the live device with C(wg set)/C(wg addconf): no restart, and the sessions of other peers are
+    not disturbed.
+  - One peer with O(public_key), or many at once with O(peers). A peer option left out keeps the value the
+    peer already has; an empty value (V([]), V(''), V(0)) clears it.
+  - Live peers that differ from the file (drift) are reported in RV(drift) and brought back in line. Live
+    peers that the file does not know are left alone, unless O(exclusive=true).
+author:
+  - wgfleet.wireguard contributors
+requirements:
+  - wireguard-tools (C(wg)) on the managed host.
+  - The Python library C(cryptography) on the managed host.
+attributes:
+  check_mode:
+    support: full
+    details: Predicts every change; nothing is written or changed live.
+  diff_mode:
+    support: full
+    details: The file before and after, with every private and preshared key replaced by C(**redacted**).
+  idempotent:
+    support: full
+options:
+  interface:
+    description: Name of the interface; its file must exist.
+    type: str
+    required: true
+  public_key:
+    description: Public key of the peer, base64. Mutually exclusive with O(peers).
+    type: str
+  state:
+    description: Whether the peer given with O(public_key) exists.
+    type: str
+    choices: [present, absent]
+    default: present
+  allowed_ips:
+    description: Networks routed to the peer (C(AllowedIPs)), IPv4 and IPv6 CIDRs; order and duplicates do not matter.
+    type: list
+    elements: str
+  endpoint:
+    description: Where the peer is reached, C(host:port); an IPv6 address in brackets, C([2001:db8::1]:51820).
+    type: str
+  preshared_key:
+    description: Preshared key shared with this peer (C(PresharedKey)), base64.
+    type: str
+  persistent_keepalive:
+    description: Seconds between keepalive packets (C(PersistentKeepalive)); V(0) turns them off.
+    type: int
+  name:
+    description: A human label for the peer, kept in the file as a C(# Name =) comment line.
+    type: str
+  peers:
+    description:
+      - Many peers at once. Mutually exclusive with O(public_key).
+    type: list
+    elements: dict
+    suboptions:
+      public_key:
+        description: Public key of the peer.
+        type: str
+        required: true
+      state:
+        description: Whether the peer exists.
+        type: str
+        choices: [present, absent]
+        default: present
+      allowed_ips:
+        description: As O(allowed_ips).
+        type: list
+        elements: str
+      endpoint:
+        description: As O(endpoint).
+        type: str
+      preshared_key:
+        description: As O(preshared_key).
+        type: str
+      persistent_keepalive:
+        description: As O(persistent_keepalive).
+        type: int
+      name:
+        description: As O(name).
+        type: str
+  exclusive:
+    description:
+      - V(false) never removes a peer that is not named. V(true) removes every peer of the interface that
+        O(peers) (or O(public_key)) does not list, from the file and live; for restores and for inventories
+        that own the whole set.
+    type: bool
+    default: false
+  config_dir:
+    description: Directory of the wg-quick files.
+    type: path
+    default: /etc/wireguard
+  backup:
+    description: Keep a copy of the previous file, with a timestamp in its name, mode C(0600).
+    type: bool
+    default: false
+  backend:
+    description:
+      - V(file) manages the wg-quick file and the live device.
+      - V(wgrest) manages the peers through the wgrest REST API at O(api_url).
+    type: str
+    choices: [file, wgrest]
+    default: file
+  api_url:
+    description: Base URL of the wgrest API, with O(backend=wgrest).
+    type: str
+    default: http://127.0.0.1:51822
+  api_token:
+    description: Bearer token of the wgrest API, with O(backend=wgrest).
+    type: str
+  validate_certs:
+    description: Whether to check the TLS certificate of O(api_url).
+    type: bool
+    default: true
+seealso:
+  - module: wgfleet.wireguard.wg_interface
+"""
+
+EXAMPLES = r"""
+- name: Let a laptop in through wg0
+  wgfleet.wireguard.wg_peer:
+    interface: wg0
+    public_key: xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=
+    allowed_ips: [10.10.0.2/32]
+    name: alice-laptop
+
+- name: Own the whole peer set of wg1 from the inventory
+  wgfleet.wireguard.wg_peer:
+    interface: wg1
+    peers: "{{ wg1_peers }}"
+    exclusive: true
+  vars:
+    wg1_peers:
+      - public_key: TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=
+        allowed_ips: [10.11.0.2/32]
+        persistent_keepalive: 25
+      - public_key: HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=
+        allowed_ips: [10.11.0.3/32, fd11::3/128]
+        endpoint: "[2001:db8::3]:51820"
+
+- name: Remove a peer
+  wgfleet.wireguard.wg_peer:
+    interface: wg0
+    public_key: xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=
+    state: absent
+"""
+
+RETURN = r"""
+peers:
+  description: Public keys of the peers added, updated and removed (in the file or live).
+  returned: always
+  type: dict
+  sample: {added: [xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=], updated: [], removed: []}
+drift:
+  description: Public keys of live peers that differed from the file (or were unknown to it, with O(exclusive=true)) and were brought back in line.
+  returned: always
+  type: list
+  elements: str
+peer_count:
+  description: Number of peers of the interface after the change.
+  returned: always
+  type: int
+applied:
+  description: Where the change went; V(none), V(file) (the interface is down) or V(live) (file and running device).
+  returned: always
+  type: str
+backup_file:
+  description: Path of the copy of the previous file.
+  returned: when O(backup=true) and the file changed
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ..module_utils._module import run_core
+from ..module_utils._peers import PEER_OPTIONS, FileBackend, PeerSpec
+from ..module_utils._wgconf import check_ifname
+
+PEER_SPEC = {
+    "public_key": {"type": "str", "required": True},
+    "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+    "allowed_ips": {"type": "list", "elements": "str"},
+    "endpoint": {"type": "str"},
+    "preshared_key": {"type": "str", "no_log": True},
+    "persistent_keepalive": {"type": "int"},
+    "name": {"type": "str"},
+}
+
+
+def make_backend(params):
+    if params["backend"] == "wgrest":
+        from ..module_utils._wgrest import WgrestBackend
+
+        return WgrestBackend(
+            params["interface"],
+            api_url=params["api_url"],
+            api_token=params["api_token"],
+            validate_certs=params["validate_certs"],
+        )
+    return FileBackend(params["interface"], config_dir=params["config_dir"], backup=params["backup"])
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "interface": {"type": "str", "required": True},
+            **{k: v for k, v in PEER_SPEC.items() if k != "public_key"},
+            "public_key": {"type": "str"},
+            "peers": {"type": "list", "elements": "dict", "options": PEER_SPEC},
+            "exclusive": {"type": "bool", "default": False},
+            "config_dir": {"type": "path", "default": "/etc/wireguard"},
+            "backup": {"type": "bool", "default": False},
+            "backend": {"type": "str", "default": "file", "choices": ["file", "wgrest"]},
+            "api_url": {"type": "str", "default": "http://127.0.0.1:51822"},
+            "api_token": {"type": "str", "no_log": True},
+            "validate_certs": {"type": "bool", "default": True},
+        },
+        mutually_exclusive=[("public_key", "peers")],
+        required_one_of=[("public_key", "peers")],
+        supports_check_mode=True,
+    )
+    params = module.params
+
+    def action():
+        check_ifname("interface", params["interface"])
+        if params["peers"] is not None:
+            specs = [PeerSpec.from_params(p, where=f"peers[{i}]") for i, p in enumerate(params["peers"])]
+        else:
+            one = {k: params[k] for k in ("public_key", "state", *PEER_OPTIONS)}
+            specs = [PeerSpec.from_params(one)]
+        return make_backend(params).apply(specs, params["exclusive"], module.check_mode)
+
+    run_core(module, action)
+
+
+if __name__ == "__main__":
+    main()
