@@ -10,6 +10,8 @@ peer's session alone. Keys travel on standard input, never on a command line.
 """
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -28,7 +30,7 @@ def run(argv, stdin: str | None = None, env: dict | None = None, check: bool = T
         full_env = dict(os.environ)
         full_env.update(env)
     try:
-        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=full_env)
+        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=full_env, check=False)
     except FileNotFoundError:
         raise WgError(f"{argv[0]}: command not found; install wireguard-tools (and wireguard-go without the kernel module)") from None
     if check and proc.returncode != 0:
@@ -166,29 +168,32 @@ def apply_peers(name: str, upsert: list[Peer], remove: list[str], live: dict[str
 
 
 def add_routes(name: str, iface: Interface, peers: list[Peer]) -> None:
-    """Routes for new AllowedIPs, as wg-quick would have added at start (Table auto or a number)."""
+    """Routes for new AllowedIPs, as wg-quick adds them at start (Table auto or a table of its own).
+
+    Like wg-quick, a network already routed to the interface (say, inside its own
+    subnet) gets no route of its own. The routes are read once and added in one
+    ``ip -batch`` call: a server may get thousands of peers at once.
+    """
     table = iface.table or "auto"
     if table == "off":
         return
-    for peer in peers:
-        for cidr in peer.allowed_ips:
-            if cidr.endswith("/0"):
-                continue  # wg-quick's default-route handling happens only at start
-            family = "-6" if ":" in cidr else "-4"
-            argv = ["ip", family, "route", "replace", cidr, "dev", name]
-            if table != "auto":
-                argv += ["table", table]
-            elif _covered(name, family, cidr):
-                continue
-            run(argv, check=False)
-
-
-def _covered(name: str, family: str, cidr: str) -> bool:
-    proc = run(["ip", family, "-j", "route", "show", "dev", name, "match", cidr], check=False)
-    try:
-        return bool(json.loads(proc.stdout or "[]"))
-    except ValueError:
-        return False
+    wanted = {cidr for peer in peers for cidr in peer.allowed_ips if not cidr.endswith("/0")}
+    if not wanted:
+        return  # default routes are wg-quick's business at start (policy routing)
+    select = [] if table == "auto" else ["table", table]
+    routed = []
+    for family in ("-4", "-6"):
+        proc = run(["ip", family, "-j", "route", "show", "dev", name, *select], check=False)
+        with contextlib.suppress(ValueError):
+            routed += [ipaddress.ip_network(r["dst"]) for r in json.loads(proc.stdout or "[]")
+                       if r.get("dst", "default") != "default"]
+    batch = []
+    for cidr in sorted(wanted):
+        net = ipaddress.ip_network(cidr)
+        if not any(net.version == r.version and net.subnet_of(r) for r in routed):
+            batch.append(" ".join(["route", "replace", cidr, "dev", name, *select]))
+    if batch:
+        run(["ip", "-batch", "-"], stdin="\n".join(batch) + "\n")
 
 
 def addresses_and_mtu(name: str) -> tuple[tuple, int | None]:

@@ -8,6 +8,7 @@ settings (private key, port, fwmark) change live.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from . import _device, _files
@@ -161,10 +162,8 @@ def _present(req, path, existing, live, check_mode) -> dict:
             else:
                 _files.write_config(path, existing)
         if action == "restart" and existing is not None:
-            try:
+            with contextlib.suppress(WgError):
                 _device.up(path, req.implementation)
-            except WgError:
-                pass
         raise
     if action in ("up", "restart"):
         result["implementation"] = _device.running_implementation(req.name)

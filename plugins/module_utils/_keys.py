@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 
 try:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -26,10 +27,8 @@ KEY_LEN = 32
 REDACTED = "**redacted**"
 
 
-def key_bytes(value) -> bytes | None:
-    """The 32 raw bytes of a base64 WireGuard key, or None when it is not one."""
-    if not isinstance(value, str) or len(value) != 44 or not value.endswith("="):
-        return None
+@functools.lru_cache(maxsize=1 << 16)
+def _decode(value: str) -> bytes | None:
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -37,6 +36,13 @@ def key_bytes(value) -> bytes | None:
     if len(raw) != KEY_LEN or base64.b64encode(raw).decode() != value:
         return None
     return raw
+
+
+def key_bytes(value) -> bytes | None:
+    """The 32 raw bytes of a base64 WireGuard key, or None when it is not one."""
+    if not isinstance(value, str) or len(value) != 44 or not value.endswith("="):
+        return None
+    return _decode(value)
 
 
 def check_key(option: str, value, secret: bool = False) -> str:

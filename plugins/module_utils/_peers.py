@@ -44,15 +44,14 @@ class PeerSpec:
 
     def build(self, current: Peer | None) -> Peer:
         """The peer as it should be: ``current`` with every option that was given applied."""
-        values = current.to_dict(redact=False) if current else {"public_key": self.public_key}
+        changes = {}
         for option in PEER_OPTIONS:
             given = getattr(self, option)
-            if given is None:
-                continue
-            # An empty value clears the setting.
-            values[option] = given if given != "" else None
+            if given is not None:
+                # An empty value clears the setting.
+                changes[option] = given if given != "" else None
         try:
-            return Peer(**values)
+            return current.replace(**changes) if current else Peer(public_key=self.public_key, **changes)
         except WgValueError as exc:
             raise WgValueError(f"peer {self.public_key}: {exc}") from None
 
@@ -86,10 +85,7 @@ def plan_peers(current: list[Peer], specs: list[PeerSpec], exclusive: bool = Fal
         wanted[spec.public_key] = spec.build(by_key.get(spec.public_key)) if spec.state == "present" else None
     plan = PeerPlan(desired=[])
     for peer in current:
-        if peer.public_key in wanted:
-            target = wanted[peer.public_key]
-        else:
-            target = None if exclusive else peer
+        target = wanted.get(peer.public_key, None if exclusive else peer)
         if target is None:
             plan.removed.append(peer.public_key)
             continue
@@ -173,4 +169,3 @@ class FileBackend:
                 _device.add_routes(self.interface, desired, added_routes)
                 result["applied"] = "live"
             return result
-

@@ -10,6 +10,7 @@ sorted, endpoints with bracketed IPv6, keepalive 0 meaning off.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -52,8 +53,12 @@ def check_int(option: str, value, low: int, high: int) -> int:
     return number
 
 
-def _ip_sort_key(net):
-    return (net.version, net.network_address.packed, net.prefixlen)
+@functools.lru_cache(maxsize=1 << 16)
+def _network(value: str) -> tuple:
+    """(sort key, canonical text) of a CIDR. Cached: a server's 10,000 peers are read
+    from the file, the device and the task on every run."""
+    net = ipaddress.ip_network(value, strict=False)
+    return (net.version, net.network_address.packed, net.prefixlen), str(net)
 
 
 def normalize_allowed_ips(option: str, values) -> tuple[str, ...]:
@@ -61,10 +66,10 @@ def normalize_allowed_ips(option: str, values) -> tuple[str, ...]:
     nets = set()
     for value in _split_list(values):
         try:
-            nets.add(ipaddress.ip_network(value, strict=False))
+            nets.add(_network(value))
         except ValueError:
             raise WgValueError(f"{option}: {value!r} is not an IP network in CIDR notation") from None
-    return tuple(str(n) for n in sorted(nets, key=_ip_sort_key))
+    return tuple(text for _key, text in sorted(nets))
 
 
 def normalize_addresses(option: str, values) -> tuple[str, ...]:
@@ -109,7 +114,11 @@ def _split_list(values) -> list[str]:
         values = [values]
     out = []
     for item in values:
-        out.extend(part.strip() for part in str(item).split(",") if part.strip())
+        item = str(item)
+        if "," in item:
+            out.extend(part.strip() for part in item.split(",") if part.strip())
+        elif item.strip():
+            out.append(item.strip())
     return out
 
 
@@ -334,7 +343,7 @@ def render(iface: Interface, redact: bool = False, wg_only: bool = False) -> str
         put("DNS", ", ".join(iface.dns))
         put("MTU", iface.mtu)
         put("Table", iface.table)
-        for hook, key in zip(HOOKS, ("PreUp", "PostUp", "PreDown", "PostDown")):
+        for hook, key in zip(HOOKS, ("PreUp", "PostUp", "PreDown", "PostDown"), strict=True):
             for cmd in getattr(iface, hook):
                 put(key, cmd)
         if iface.save_config:

@@ -17,7 +17,7 @@ description:
   - Creates or upgrades the tables in O(db) the first time (safe when several hosts run at once).
 version_added: 1.0.0
 author:
-  - wgfleet.wireguard contributors
+  - wgfleet.wireguard contributors (@wgfleet)
 extends_documentation_fragment:
   - wgfleet.wireguard.database
 options:
@@ -43,9 +43,11 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Can run in check mode and predict the change without making it.
     support: full
     details: Reports whether a new snapshot would be stored, and its counts, without writing (not even the schema).
   diff_mode:
+    description: Returns details on what changed (or would change) in diff mode.
     support: none
 notes:
   - The database role needs CREATE on O(db) for the first run, and INSERT/UPDATE/SELECT on the tables afterwards.
@@ -101,6 +103,8 @@ interfaces:
   sample: {"wg0": {"public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "peers": 129, "live_only_peers": 1}}
 """
 
+import socket
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ..module_utils._backup import capture
@@ -115,8 +119,6 @@ from ..module_utils._module import run_core
 
 
 def backup(module: AnsibleModule) -> dict:
-    import socket
-
     params = module.params
     server_id = params["server_id"] or socket.getfqdn()
     state, live_only = capture(params["config_dir"], params["interfaces"])

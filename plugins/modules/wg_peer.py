@@ -10,8 +10,8 @@ version_added: 0.1.0
 description:
   - Adds, changes and removes peers of an interface made with M(wgfleet.wireguard.wg_interface).
   - With the V(file) backend, peers are written to C(<config_dir>/<interface>.conf) and, when the interface runs,
-    applied to the live device with C(wg set)/C(wg addconf): no restart, and the sessions of other peers are
-    not disturbed.
+    applied to the live device with C(wg set) and C(wg addconf), without a restart and without disturbing
+    the sessions of other peers.
   - One peer with O(public_key), or many at once with O(peers). A peer option left out keeps the value the
     peer already has; an empty value (V([]), V(''), V(0)) clears it.
   - Live peers that differ from the file (drift) are reported in RV(drift) and brought back in line. Live

@@ -15,7 +15,7 @@ description:
   - The snapshot may come from another server (O(server_id) names the source), to rebuild a server on a new host.
 version_added: 1.0.0
 author:
-  - wgfleet.wireguard contributors
+  - wgfleet.wireguard contributors (@wgfleet)
 extends_documentation_fragment:
   - wgfleet.wireguard.database
 options:
@@ -47,9 +47,11 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Can run in check mode and predict the change without making it.
     support: full
     details: Everything is read, decrypted and checked; nothing is written or changed on the host.
   diff_mode:
+    description: Returns details on what changed (or would change) in diff mode.
     support: full
     details: One diff per interface file; every private and preshared key is redacted.
 seealso:
@@ -109,6 +111,8 @@ interfaces:
            "applied": "up", "peers_added_live": [], "peers_removed_live": []}}
 """
 
+import socket
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ..module_utils._backup import apply_restore, plan_restore
@@ -122,8 +126,6 @@ from ..module_utils._module import run_core
 
 
 def restore(module: AnsibleModule) -> dict:
-    import socket
-
     params = module.params
     server_id = params["server_id"] or socket.getfqdn()
     snapshot = params["snapshot"]

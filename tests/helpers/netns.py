@@ -19,7 +19,7 @@ _counter = itertools.count(1)
 def sh(*argv, check=True, input=None, netns=None):
     if netns:
         argv = ("ip", "netns", "exec", netns, *argv)
-    proc = subprocess.run(argv, capture_output=True, text=True, input=input)
+    proc = subprocess.run(argv, capture_output=True, text=True, input=input, check=False)
     if check and proc.returncode:
         raise AssertionError(f"{' '.join(argv)} -> rc {proc.returncode}: {proc.stderr.strip()}")
     return proc

@@ -64,7 +64,7 @@ def run_playbook(tasks, netns=None, check=False, diff=False, verbosity=0, extra_
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
                    ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1", ANSIBLE_DEPRECATION_WARNINGS="False",
                    ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_INVENTORY_UNPARSED_WARNING="False")
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, check=False)
     try:
         data = json.loads(proc.stdout[proc.stdout.index("{"):]) if "{" in proc.stdout else None
     except ValueError:

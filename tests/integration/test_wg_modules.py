@@ -10,6 +10,7 @@ import hashlib
 import os
 import stat
 import time
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,7 @@ def peer_task(interface, config_dir, register="p", **options):
 
 
 def sha(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest() if os.path.exists(path) else None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if os.path.exists(path) else None
 
 
 @pytest.fixture
@@ -165,7 +166,7 @@ def test_peer_changes_apply_live_without_disturbing_other_sessions(connected, la
     assert sorted(res["p"]["peers"]["removed"]) == sorted([cli["public_key"], others[1]["public_key"]])
     live = {row[0] for row in wg_dump(srv["ns"], srv["wg"])[1:]}
     assert live == {others[0]["public_key"]}
-    assert cli["public_key"] not in open(srv["conf"]).read()
+    assert cli["public_key"] not in Path(srv["conf"]).read_text()
 
 
 def test_reordered_or_respelled_values_are_no_change(connected):
@@ -277,7 +278,8 @@ def test_backup_and_absent(tunnel):
     res = run_playbook([iface_task(srv["wg"], srv["dir"], mtu=1400, backup=True)], netns=srv["ns"])
     backup = res["r"]["backup_file"]
     assert stat.S_IMODE(os.stat(backup).st_mode) == 0o600
-    assert "MTU" not in open(backup).read() and "MTU = 1400" in open(srv["conf"]).read()
+    assert "MTU" not in Path(backup).read_text()
+    assert "MTU = 1400" in Path(srv["conf"]).read_text()
     res = run_playbook([iface_task(srv["wg"], srv["dir"], state="absent")], netns=srv["ns"])
     assert res["r"]["changed"] and res["r"]["applied"] == "down"
     assert not os.path.exists(srv["conf"])
