@@ -57,7 +57,9 @@ options:
     description: Seconds between keepalive packets (C(PersistentKeepalive)); V(0) turns them off.
     type: int
   name:
-    description: A human label for the peer, kept in the file as a C(# Name =) comment line.
+    description:
+      - A human label for the peer, kept in the file as a C(# Name =) comment line.
+      - With O(backend=wgrest) the label is ignored with a warning; wgrest has no field for it.
     type: str
   peers:
     description:
@@ -123,6 +125,10 @@ options:
     description: Whether to check the TLS certificate of O(api_url).
     type: bool
     default: true
+  api_timeout:
+    description: Seconds to wait for each wgrest request, with O(backend=wgrest).
+    type: int
+    default: 30
 seealso:
   - module: wgfleet.wireguard.wg_interface
 """
@@ -163,7 +169,9 @@ peers:
   type: dict
   sample: {added: [xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=], updated: [], removed: []}
 drift:
-  description: Public keys of live peers that differed from the file (or were unknown to it, with O(exclusive=true)) and were brought back in line.
+  description:
+    - Public keys of live peers that differed from the file (or were unknown to it, with O(exclusive=true)) and
+      were brought back in line. Always empty with O(backend=wgrest), where the API is the live state.
   returned: always
   type: list
   elements: str
@@ -172,7 +180,9 @@ peer_count:
   returned: always
   type: int
 applied:
-  description: Where the change went; V(none), V(file) (the interface is down) or V(live) (file and running device).
+  description:
+    - Where the change went; V(none), V(file) (the interface is down), V(live) (file and running device)
+      or V(api) (through wgrest).
   returned: always
   type: str
 backup_file:
@@ -207,6 +217,7 @@ def make_backend(params):
             api_url=params["api_url"],
             api_token=params["api_token"],
             validate_certs=params["validate_certs"],
+            timeout=params["api_timeout"],
         )
     return FileBackend(params["interface"], config_dir=params["config_dir"], backup=params["backup"])
 
@@ -225,6 +236,7 @@ def main():
             "api_url": {"type": "str", "default": "http://127.0.0.1:51822"},
             "api_token": {"type": "str", "no_log": True},
             "validate_certs": {"type": "bool", "default": True},
+            "api_timeout": {"type": "int", "default": 30},
         },
         mutually_exclusive=[("public_key", "peers")],
         required_one_of=[("public_key", "peers")],
