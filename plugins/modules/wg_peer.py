@@ -141,19 +141,19 @@ EXAMPLES = r"""
     allowed_ips: [10.10.0.2/32]
     name: alice-laptop
 
-- name: Own the whole peer set of wg1 from the inventory
+- name: Own the whole peer set of wg0 from the inventory (peers not listed are removed)
   wgfleet.wireguard.wg_peer:
-    interface: wg1
-    peers: "{{ wg1_peers }}"
+    interface: wg0
+    peers: "{{ wg0_peers }}"
     exclusive: true
   vars:
-    wg1_peers:
+    wg0_peers:
       - public_key: TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=
-        allowed_ips: [10.11.0.2/32]
+        allowed_ips: [10.10.0.3/32]
         persistent_keepalive: 25
       - public_key: HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=
-        allowed_ips: [10.11.0.3/32, fd11::3/128]
-        endpoint: "[2001:db8::3]:51820"
+        allowed_ips: [10.10.0.4/32, fd10::4/128]
+        endpoint: "[2001:db8::4]:51820"
 
 - name: Remove a peer
   wgfleet.wireguard.wg_peer:
