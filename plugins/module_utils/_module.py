@@ -22,7 +22,7 @@ def run_core(module, action) -> None:
         result = action()
     except WgError as exc:
         module.fail_json(msg=str(exc))
-    except Exception as exc:  # noqa: BLE001 - reported with its traceback, never swallowed
+    except Exception as exc:
         module.fail_json(msg=f"unexpected error: {type(exc).__name__}", exception=traceback.format_exc())
     if not module._diff:
         result.pop("diff", None)

@@ -22,7 +22,9 @@ description:
     brought up again) before the module fails.
   - Live settings that differ from the file (drift) are reported in RV(drift) and brought back in line.
 author:
-  - wgfleet.wireguard contributors
+  - wgfleet.wireguard contributors (@wgfleet)
+extends_documentation_fragment:
+  - wgfleet.wireguard.attributes
 requirements:
   - wireguard-tools (C(wg), C(wg-quick)) and iproute2 on the managed host.
   - C(wireguard-go) when the kernel has no WireGuard module.

@@ -17,7 +17,9 @@ description:
   - Live peers that differ from the file (drift) are reported in RV(drift) and brought back in line. Live
     peers that the file does not know are left alone, unless O(exclusive=true).
 author:
-  - wgfleet.wireguard contributors
+  - wgfleet.wireguard contributors (@wgfleet)
+extends_documentation_fragment:
+  - wgfleet.wireguard.attributes
 requirements:
   - wireguard-tools (C(wg)) on the managed host.
   - The Python library C(cryptography) on the managed host.
