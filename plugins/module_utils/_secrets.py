@@ -1,0 +1,159 @@
+# Private to the wgfleet.wireguard collection: not a public API.
+"""Private and preshared keys at rest: authenticated encryption with AES-256-GCM.
+
+The encryption key (32 random bytes, given as base64) never enters the
+database. Every sealed value carries a short key id derived from that key, so
+a wrong key is told apart from a damaged value and reported in words, never as
+a crypto traceback. The associated data binds each value to its place (server,
+interface, peer, column): a value copied into another row does not decrypt.
+
+Sealed layout (bytea): ``0x01 | key id (8) | nonce (12) | ciphertext+tag``.
+Plain layout, only with ``allow_plaintext_keys``: ``0x00 | utf-8 key``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    HAS_CRYPTOGRAPHY = True
+except ImportError:  # the modules report missing_required_lib()
+    HAS_CRYPTOGRAPHY = False
+
+from ._errors import WgError
+
+SEALED = 1
+PLAIN = 0
+KEY_ID_LEN = 8
+NONCE_LEN = 12
+HEADER_LEN = 1 + KEY_ID_LEN + NONCE_LEN
+MAKE_KEY_HINT = "make one with: head -c 32 /dev/urandom | base64"
+
+
+class SecretError(WgError):
+    """A key at rest cannot be sealed or opened; the message never carries a key."""
+
+
+class KeyMismatchError(SecretError):
+    """The value was sealed with another encryption key."""
+
+    def __init__(self, message: str, stored_key_id: bytes | None):
+        super().__init__(message)
+        self.stored_key_id = stored_key_id
+
+
+class DamagedSecretError(SecretError):
+    """The value is not what was sealed (truncated, altered, or moved to another row)."""
+
+
+def generate_key() -> str:
+    """A new encryption key as base64, as ``encryption_key`` takes it."""
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def key_id_hex(key_id: bytes | None) -> str:
+    return bytes(key_id).hex() if key_id else "none"
+
+
+class KeyCipher:
+    """Seals and opens secrets with one AES-256-GCM key."""
+
+    def __init__(self, key: bytes):
+        if not HAS_CRYPTOGRAPHY:
+            raise SecretError("encryption_key needs the Python library cryptography, which is not installed")
+        if len(key) != 32:
+            raise SecretError(f"encryption_key: must be 32 bytes encoded in base64 ({MAKE_KEY_HINT})")
+        self._aead = AESGCM(key)
+        # Derived values only: the key itself is kept by AESGCM and nowhere else.
+        self.key_id = hmac.new(key, b"wgfleet.wireguard key id v1", hashlib.sha256).digest()[:KEY_ID_LEN]
+        self._mac_key = hmac.new(key, b"wgfleet.wireguard row digest v1", hashlib.sha256).digest()
+
+    def __repr__(self) -> str:
+        return f"KeyCipher(key_id={self.key_id.hex()})"
+
+    @classmethod
+    def from_base64(cls, key: str) -> KeyCipher:
+        text = (key or "").strip() if isinstance(key, str) else ""
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise SecretError(f"encryption_key: is not 32 bytes encoded in base64 ({MAKE_KEY_HINT})")
+        return cls(raw)
+
+    @classmethod
+    def from_file(cls, path: str) -> KeyCipher:
+        try:
+            with open(path, encoding="ascii") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not ASCII text"
+            raise SecretError(f"encryption_key_file: cannot read {path}: {reason}") from None
+        try:
+            return cls.from_base64(text)
+        except SecretError:
+            raise SecretError(f"encryption_key_file: {path} does not hold 32 bytes encoded in base64 ({MAKE_KEY_HINT})") from None
+
+    def seal(self, plaintext: str, context: bytes) -> bytes:
+        nonce = os.urandom(NONCE_LEN)
+        header = bytes([SEALED]) + self.key_id + nonce
+        return header + self._aead.encrypt(nonce, plaintext.encode(), header[: 1 + KEY_ID_LEN] + context)
+
+    def open(self, blob: bytes, context: bytes) -> str:
+        blob = bytes(blob)
+        if len(blob) < HEADER_LEN + 16 or blob[0] != SEALED:
+            raise DamagedSecretError("the stored value is not an encrypted key")
+        stored_id = blob[1 : 1 + KEY_ID_LEN]
+        if not hmac.compare_digest(stored_id, self.key_id):
+            raise KeyMismatchError(
+                f"it was encrypted with the key of id {stored_id.hex()}, not with encryption_key (id {self.key_id.hex()})",
+                stored_id,
+            )
+        nonce = blob[1 + KEY_ID_LEN : HEADER_LEN]
+        try:
+            return self._aead.decrypt(nonce, blob[HEADER_LEN:], blob[: 1 + KEY_ID_LEN] + context).decode()
+        except (InvalidTag, UnicodeDecodeError):
+            raise DamagedSecretError("the stored value fails authentication (altered, truncated or moved)") from None
+
+    def digest(self, data: bytes) -> bytes:
+        return hmac.digest(self._mac_key, data, "sha256")
+
+
+def seal(cipher: KeyCipher | None, plaintext: str, context: bytes, allow_plaintext: bool) -> bytes:
+    """The value to store: sealed with ``cipher``, or plain when that was allowed."""
+    if cipher is not None:
+        return cipher.seal(plaintext, context)
+    if not allow_plaintext:
+        raise SecretError(
+            "encryption_key is required to store private and preshared keys "
+            "(or set allow_plaintext_keys: true to store them unencrypted)"
+        )
+    return bytes([PLAIN]) + plaintext.encode()
+
+
+def unseal(cipher: KeyCipher | None, blob: bytes, context: bytes) -> str:
+    blob = bytes(blob)
+    if blob[:1] == bytes([PLAIN]):
+        try:
+            return blob[1:].decode()
+        except UnicodeDecodeError:
+            raise DamagedSecretError("the stored plain-text key is not text") from None
+    if blob[:1] == bytes([SEALED]):
+        if cipher is None:
+            raise KeyMismatchError("it is encrypted and no encryption_key was given", blob[1 : 1 + KEY_ID_LEN])
+        return cipher.open(blob, context)
+    raise DamagedSecretError("the stored value is neither an encrypted nor a plain key")
+
+
+def digest(cipher: KeyCipher | None, data: bytes) -> bytes:
+    """A row's content digest: keyed (HMAC) when encrypting, so it says nothing about the keys it covers."""
+    if cipher is not None:
+        return cipher.digest(data)
+    return hashlib.sha256(data).digest()
