@@ -1,0 +1,787 @@
+# Private to the wgfleet.wireguard collection: not a public API.
+"""The PostgreSQL store of server state, shared by wg_backup, wg_restore and wgrest-sync.
+
+Layout (see docs/backup-restore.md): ``snapshots`` numbers each stored state of
+a server; ``interfaces``, ``server_keys`` and ``peers`` hold versioned rows,
+each valid from the snapshot that wrote it until the snapshot that replaced
+it (``valid_to``, NULL while current). A snapshot is the set of rows valid at
+it, so an unchanged peer is never written again and a one-peer change writes
+one row. Keys are sealed by ``_secrets``; a keyed digest of every row tells a
+change without decrypting, and proves on load that the row is what was written.
+
+Plain Python (no Ansible): the wgrest-sync daemon uses it directly.
+"""
+from __future__ import annotations
+
+import datetime
+import io
+import json
+from dataclasses import dataclass, field
+
+try:
+    import psycopg2
+    import psycopg2.extras
+
+    HAS_PSYCOPG2 = True
+    PSYCOPG2_IMPORT_ERROR = None
+except ImportError as exc:  # the modules report missing_required_lib()
+    HAS_PSYCOPG2 = False
+    PSYCOPG2_IMPORT_ERROR = exc
+
+from . import _secrets
+from ._errors import WgError, WgValueError
+from ._keys import public_key
+from ._secrets import DamagedSecretError, KeyCipher, KeyMismatchError, key_id_hex
+from ._wgconf import HOOKS, Interface, Peer, check_ifname
+
+SCHEMA_VERSION = 1
+# pg_advisory_xact_lock(int, int) namespaces: one for migrations, one per server for saves.
+LOCK_CLASS = 0x5767  # "Wg"
+MIGRATION_LOCK = 1
+# Gaps between stored peer positions, so a peer inserted between two others takes the middle.
+POSITION_STEP = 1 << 20
+
+SETTING_FIELDS = ("listen_port", "fwmark", "address", "dns", "mtu", "table", *HOOKS, "save_config")
+PEER_COLUMNS = (
+    "server_id", "interface", "public_key", "valid_from", "position",
+    "allowed_ips", "endpoint", "persistent_keepalive", "name", "preshared_key", "digest",
+)
+
+MIGRATIONS: dict[int, tuple[str, str]] = {
+    1: ("versioned interfaces, server keys and peers; snapshots; sync status", """
+CREATE TABLE snapshots (
+    id bigserial PRIMARY KEY,
+    server_id text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    source text NOT NULL,
+    key_id bytea,
+    interface_count integer NOT NULL,
+    peer_count integer NOT NULL,
+    peer_rows_written integer NOT NULL
+);
+CREATE INDEX snapshots_by_server_time ON snapshots (server_id, created_at);
+CREATE INDEX snapshots_by_server_id ON snapshots (server_id, id);
+CREATE TABLE interfaces (
+    server_id text NOT NULL,
+    name text NOT NULL,
+    valid_from bigint NOT NULL,
+    valid_to bigint,
+    settings jsonb NOT NULL,
+    digest bytea NOT NULL,
+    PRIMARY KEY (server_id, name, valid_from)
+);
+CREATE TABLE server_keys (
+    server_id text NOT NULL,
+    interface text NOT NULL,
+    valid_from bigint NOT NULL,
+    valid_to bigint,
+    public_key text NOT NULL,
+    private_key bytea NOT NULL,
+    digest bytea NOT NULL,
+    PRIMARY KEY (server_id, interface, valid_from)
+);
+CREATE TABLE peers (
+    server_id text NOT NULL,
+    interface text NOT NULL,
+    public_key text NOT NULL,
+    valid_from bigint NOT NULL,
+    valid_to bigint,
+    position bigint NOT NULL,
+    allowed_ips text[] NOT NULL,
+    endpoint text,
+    persistent_keepalive integer NOT NULL,
+    name text,
+    preshared_key bytea,
+    digest bytea NOT NULL,
+    PRIMARY KEY (server_id, interface, public_key, valid_from)
+);
+CREATE INDEX peers_current ON peers (server_id, interface) WHERE valid_to IS NULL;
+CREATE TABLE sync_status (
+    server_id text PRIMARY KEY,
+    last_attempt_at timestamptz NOT NULL,
+    last_success_at timestamptz,
+    ok boolean NOT NULL,
+    error text,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    counts jsonb NOT NULL DEFAULT '{}',
+    duration_seconds double precision NOT NULL
+);
+"""),
+}
+
+
+class StoreError(WgError):
+    """The store cannot do what was asked; the message names what and never carries a key or password."""
+
+
+@dataclass
+class SaveResult:
+    snapshot_id: int | None
+    changed: bool
+    counts: dict = field(default_factory=dict)
+
+
+@dataclass
+class Snapshot:
+    id: int
+    server_id: str
+    created_at: datetime.datetime
+    source: str
+    key_id: bytes | None
+    interface_count: int
+    peer_count: int
+
+
+def _copy_text(value) -> str:
+    """One field in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "\\\\x" + bytes(value).hex()
+    if isinstance(value, (tuple, list)):
+        # Only CIDRs go in arrays: no character there needs quoting.
+        return "{" + ",".join(value) + "}"
+    text = str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
+def copy_rows(cursor, table: str, columns, rows) -> None:
+    """Bulk insert with COPY (the fastest way in); ``rows`` are tuples in ``columns`` order."""
+    buf = io.StringIO()
+    buf.writelines("\t".join(map(_copy_text, row)) + "\n" for row in rows)
+    buf.seek(0)
+    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buf)
+
+
+class _StreamedLines:
+    """A file for copy_expert that formats rows only when COPY asks for them.
+
+    psycopg2 sends each chunk while the next one is being made, so the server
+    stores rows (on the other core) while Python seals and formats the next ones.
+    """
+
+    def __init__(self, lines):
+        self._lines = iter(lines)
+
+    def read(self, size: int = -1) -> str:
+        chunk, length = [], 0
+        for line in self._lines:
+            chunk.append(line)
+            length += len(line)
+            if 0 <= size <= length:
+                break
+        return "".join(chunk)
+
+    readline = read
+
+
+def copy_peers(cursor, server_id: str, snap_id: int, rows, seal) -> None:
+    """COPY of peer rows ``(interface, peer, position, digest)``, sealing preshared keys with ``seal`` on the way.
+
+    Formatted per column: the model already rules out anything needing an escape in
+    keys, CIDRs, endpoints and interface names, so only the server id and the label
+    go through _copy_text.
+    """
+    prefix = f"{_copy_text(server_id)}\t"
+
+    def lines():
+        for iface, peer, pos, dig in rows:
+            psk = seal(iface, peer) if peer.preshared_key else None
+            name = peer.name
+            endpoint = peer.endpoint
+            yield (f"{prefix}{iface}\t{peer.public_key}\t{snap_id}\t{pos}\t{{{','.join(peer.allowed_ips)}}}\t"
+                   f"{endpoint if endpoint is not None else NULL}\t{peer.persistent_keepalive}\t"
+                   f"{_copy_text(name) if name is not None else NULL}\t"
+                   f"{BYTEA_PREFIX + psk.hex() if psk is not None else NULL}\t{BYTEA_PREFIX}{dig.hex()}\n")
+
+    cursor.copy_expert(f"COPY peers ({', '.join(PEER_COLUMNS)}) FROM STDIN", _StreamedLines(lines()), size=1 << 16)
+
+
+NULL = "\\N"
+BYTEA_PREFIX = "\\\\x"
+
+
+def _context(*parts: str) -> bytes:
+    """Associated data / digest prefix binding a value to its row."""
+    return "\x1f".join(parts).encode()
+
+
+def _settings_json(iface: Interface) -> dict:
+    data = {}
+    for name in SETTING_FIELDS:
+        value = getattr(iface, name)
+        data[name] = list(value) if isinstance(value, tuple) else value
+    return data
+
+
+def _peer_digest_input(server_id: str, interface: str, peer: Peer) -> bytes:
+    # Newlines cannot occur in any peer field (the model rejects them), so they separate unambiguously.
+    return "\n".join((
+        "peer", server_id, interface, peer.public_key, ",".join(peer.allowed_ips), peer.endpoint or "",
+        str(peer.persistent_keepalive), peer.name if peer.name is not None else "\0",
+        peer.preshared_key or "",
+    )).encode()
+
+
+def _longest_increasing(values: list) -> set[int]:
+    """Indices of a longest strictly increasing run (not necessarily contiguous) of the non-None ``values``."""
+    import bisect
+
+    tails: list[int] = []  # tails[k]: index ending the best run of length k+1
+    tail_values: list[int] = []
+    before: dict[int, int | None] = {}
+    for index, value in enumerate(values):
+        if value is None:
+            continue
+        k = bisect.bisect_left(tail_values, value)
+        before[index] = tails[k - 1] if k else None
+        if k == len(tails):
+            tails.append(index)
+            tail_values.append(value)
+        else:
+            tails[k] = index
+            tail_values[k] = value
+    keep = set()
+    index = tails[-1] if tails else None
+    while index is not None:
+        keep.add(index)
+        index = before[index]
+    return keep
+
+
+def assign_positions(peers, stored: dict[str, int]) -> list[int]:
+    """Positions for ``peers`` (in order) that keep as many stored positions as the order allows.
+
+    The peers whose stored positions are already in order (a longest increasing
+    run) keep them, hence their rows; the others (new, moved) take numbers in
+    the gaps between those. Appending, removing or editing a peer rewrites no
+    other peer's row.
+    """
+    olds = [stored.get(p.public_key) for p in peers]
+    keep = _longest_increasing(olds)
+    count = len(olds)
+    out: list[int] = [0] * count
+    prev = -1
+    i = 0
+    while i < count:
+        if i in keep:
+            out[i] = prev = olds[i]
+            i += 1
+            continue
+        j = i
+        while j < count and j not in keep:
+            j += 1
+        # Too little room before the next kept peer: that one moves too.
+        while j < count and olds[j] - prev - 1 < j - i:
+            keep.discard(j)
+            while j < count and j not in keep:
+                j += 1
+        step = POSITION_STEP if j >= count else (olds[j] - prev) // (j - i + 1)
+        for m in range(i, j):
+            out[m] = prev = prev + step
+        i = j
+    return out
+
+
+def parse_timestamp(value: str) -> datetime.datetime:
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise WgValueError(
+            f"snapshot: {value!r} is neither a snapshot id nor an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)  # documented: a time without offset is UTC
+    return when
+
+
+class Store:
+    """One connection to the state database; every call is one transaction."""
+
+    def __init__(self, conn_params: dict, cipher: KeyCipher | None, allow_plaintext_keys: bool = False):
+        if not HAS_PSYCOPG2:
+            raise StoreError("the PostgreSQL store needs the Python library psycopg2, which is not installed")
+        self.conn_params = {k: v for k, v in conn_params.items() if v not in (None, "")}
+        self.cipher = cipher
+        self.allow_plaintext_keys = allow_plaintext_keys
+        self._conn = None
+        self._connect()
+
+    # -- connection -------------------------------------------------------------------------------------------
+
+    def where(self) -> str:
+        params = self.conn_params
+        if "dsn" in params and "host" not in params:
+            return "the server named by the dsn"  # a dsn may hold a password: never shown
+        host = params.get("host") or "the default socket"
+        return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or '?'}"
+
+    def _clean(self, text: str) -> str:
+        text = str(text).strip()
+        password = self.conn_params.get("password")
+        if password:
+            text = text.replace(str(password), "********")
+        return text
+
+    def _connect(self) -> None:
+        try:
+            self._conn = psycopg2.connect(**self.conn_params)
+        except psycopg2.Error as exc:
+            message = self._clean(exc)
+            if "does not exist" in message and "database" in message:
+                message += " (create it first, e.g. with community.postgresql.postgresql_db)"
+            raise StoreError(f"cannot connect to PostgreSQL at {self.where()}: {message}") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _transaction(self, work, readonly: bool = False):
+        """Run ``work(cursor)`` in one transaction: committed when it returns, rolled back on any error."""
+        if self._conn is None or self._conn.closed:
+            self._connect()
+        conn = self._conn
+        try:
+            conn.set_session(isolation_level="REPEATABLE READ" if readonly else "READ COMMITTED", readonly=readonly)
+            with conn.cursor() as cursor:
+                result = work(cursor)
+            conn.commit()
+            return result
+        except psycopg2.Error as exc:
+            self._rollback_quietly()
+            if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+                self.close()
+            # The primary message only: the CONTEXT of a failed COPY quotes row values.
+            diag = getattr(exc, "diag", None)
+            message = (diag.message_primary if diag is not None else None) or str(exc).strip().splitlines()[0]
+            raise StoreError(f"PostgreSQL at {self.where()}: {self._clean(message)}") from None
+        except BaseException:
+            self._rollback_quietly()
+            raise
+
+    def _rollback_quietly(self) -> None:
+        try:
+            if self._conn is not None and not self._conn.closed:
+                self._conn.rollback()
+        except psycopg2.Error:
+            self.close()
+
+    # -- schema -----------------------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema. Concurrent callers wait on an advisory lock, so each step runs once."""
+
+        def work(cur):
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, MIGRATION_LOCK))
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now(), description text NOT NULL)"
+            )
+            cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+            current = cur.fetchone()[0]
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"database {self.where()} has schema version {current}, newer than this collection knows "
+                    f"({SCHEMA_VERSION}); upgrade the collection"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                description, sql = MIGRATIONS[version]
+                cur.execute(sql)
+                cur.execute("INSERT INTO schema_version (version, description) VALUES (%s, %s)", (version, description))
+
+        self._transaction(work)
+
+    def schema_version(self) -> int:
+        """The schema version in the database, 0 when it has none."""
+
+        def work(cur):
+            cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+            if not cur.fetchone()[0]:
+                return 0
+            cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+            return cur.fetchone()[0]
+
+        return self._transaction(work, readonly=True)
+
+    def _require_schema(self, cur) -> None:
+        cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+        version = 0
+        if cur.fetchone()[0]:
+            cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+            version = cur.fetchone()[0]
+        if version == 0:
+            raise StoreError(f"database {self.where()} holds no wgfleet state yet (no schema; run wg_backup first)")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"database {self.where()} has schema version {version}, newer than this collection knows ({SCHEMA_VERSION})"
+            )
+
+    # -- snapshots --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _snapshot_from_row(row) -> Snapshot:
+        return Snapshot(row[0], row[1], row[2], row[3], bytes(row[4]) if row[4] is not None else None, row[5], row[6])
+
+    _SNAPSHOT_SQL = "SELECT id, server_id, created_at, source, key_id, interface_count, peer_count FROM snapshots"
+
+    def _latest(self, cur, server_id: str) -> Snapshot | None:
+        cur.execute(self._SNAPSHOT_SQL + " WHERE server_id = %s ORDER BY id DESC LIMIT 1", (server_id,))
+        row = cur.fetchone()
+        return self._snapshot_from_row(row) if row else None
+
+    def _resolve(self, cur, server_id: str, snapshot) -> Snapshot:
+        if snapshot is None:
+            found = self._latest(cur, server_id)
+            if found is None:
+                raise StoreError(f"server_id: {server_id!r} has no snapshot in {self.where()}")
+            return found
+        if isinstance(snapshot, int) and not isinstance(snapshot, bool):
+            cur.execute(self._SNAPSHOT_SQL + " WHERE server_id = %s AND id = %s", (server_id, snapshot))
+            row = cur.fetchone()
+            if row is None:
+                raise StoreError(f"snapshot: {snapshot} is not a snapshot of server {server_id!r}")
+            return self._snapshot_from_row(row)
+        if isinstance(snapshot, str):
+            when = parse_timestamp(snapshot)
+            cur.execute(
+                self._SNAPSHOT_SQL + " WHERE server_id = %s AND created_at <= %s ORDER BY id DESC LIMIT 1",
+                (server_id, when),
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise StoreError(f"snapshot: server {server_id!r} has no snapshot taken at or before {snapshot}")
+            return self._snapshot_from_row(row)
+        raise WgValueError(f"snapshot: {snapshot!r} is neither a snapshot id nor an ISO 8601 time")
+
+    def list_snapshots(self, server_id: str) -> list[Snapshot]:
+        def work(cur):
+            self._require_schema(cur)
+            cur.execute(self._SNAPSHOT_SQL + " WHERE server_id = %s ORDER BY id", (server_id,))
+            return [self._snapshot_from_row(row) for row in cur.fetchall()]
+
+        return self._transaction(work, readonly=True)
+
+    def _check_key(self, snap: Snapshot | None) -> None:
+        """Refuse to mix keys: every row of an encrypted snapshot was sealed with its one key.
+
+        Plain-text snapshots need no key; saving over one with a key is allowed (it upgrades).
+        """
+        if snap is None or snap.key_id is None:
+            return
+        if self.cipher is None:
+            raise StoreError(f"snapshot {snap.id} of server {snap.server_id!r} is encrypted: give its encryption_key")
+        if snap.key_id != self.cipher.key_id:
+            raise StoreError(
+                f"encryption_key does not match the key that encrypted snapshot {snap.id} of server "
+                f"{snap.server_id!r} (key id {key_id_hex(snap.key_id)}; the given key has id "
+                f"{key_id_hex(self.cipher.key_id)})"
+            )
+
+    # -- save -------------------------------------------------------------------------------------------------
+
+    def save_state(self, server_id: str, interfaces: dict[str, Interface], source: str = "wg_backup",
+                   check_mode: bool = False, partial: bool = False) -> SaveResult:
+        """Store ``interfaces`` as the new state of ``server_id``, in one transaction.
+
+        Only what differs from the latest snapshot is written; when nothing
+        does, no snapshot is added and ``changed`` is False. With ``partial``
+        the stored interfaces not in ``interfaces`` stay as they are; without
+        it they are gone from the new state (still in older snapshots).
+        ``check_mode`` computes the same result and rolls back.
+        """
+        if not server_id:
+            raise WgValueError("server_id: must not be empty")
+        for name in interfaces:
+            check_ifname("interfaces", name)
+        if self.cipher is None and not self.allow_plaintext_keys and _has_secrets(interfaces):
+            # Fails before any database work, with the same words as _secrets.seal.
+            _secrets.seal(None, "", b"", False)
+        return self._transaction(lambda cur: self._save(cur, server_id, interfaces, source, check_mode, partial))
+
+    def _save(self, cur, server_id, interfaces, source, check_mode, partial) -> SaveResult:
+        cipher = self.cipher
+        if check_mode:
+            cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+            if not cur.fetchone()[0]:
+                counts = {"interfaces": len(interfaces), "peers": sum(len(i.peers) for i in interfaces.values()),
+                          "peer_rows_written": sum(len(i.peers) for i in interfaces.values())}
+                return SaveResult(None, True, counts)
+        self._require_schema(cur)
+        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, server_id))
+        latest = self._latest(cur, server_id)
+        self._check_key(latest)
+
+        cur.execute("SELECT name, digest FROM interfaces WHERE server_id = %s AND valid_to IS NULL", (server_id,))
+        stored_ifaces = {name: bytes(d) for name, d in cur.fetchall()}
+        cur.execute("SELECT interface, digest FROM server_keys WHERE server_id = %s AND valid_to IS NULL", (server_id,))
+        stored_keys = {name: bytes(d) for name, d in cur.fetchall()}
+        cur.execute(
+            "SELECT interface, public_key, position, digest FROM peers WHERE server_id = %s AND valid_to IS NULL",
+            (server_id,),
+        )
+        stored_peers: dict[str, dict[str, tuple[int, bytes]]] = {}
+        for iface, key, pos, dig in cur.fetchall():
+            stored_peers.setdefault(iface, {})[key] = (pos, bytes(dig))
+
+        iface_rows, key_rows, peer_rows = [], [], []
+        close_ifaces, close_keys, close_peers = [], [], []  # names; names; (interface, [public keys])
+        close_all_peers = []
+        for name, iface in sorted(interfaces.items()):
+            settings = _settings_json(iface)
+            settings_text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+            iface_digest = _secrets.digest(cipher, _context("interface", server_id, name, settings_text))
+            if stored_ifaces.get(name) != iface_digest:
+                if name in stored_ifaces:
+                    close_ifaces.append(name)
+                iface_rows.append((name, settings_text, iface_digest))
+            if iface.private_key:
+                key_digest = _secrets.digest(cipher, _context("server_key", server_id, name, iface.private_key))
+                if stored_keys.get(name) != key_digest:
+                    if name in stored_keys:
+                        close_keys.append(name)
+                    sealed = _secrets.seal(cipher, iface.private_key, _context("server_key", server_id, name),
+                                           self.allow_plaintext_keys)
+                    key_rows.append((name, public_key(iface.private_key), sealed, key_digest))
+            elif name in stored_keys:
+                close_keys.append(name)
+            old = stored_peers.get(name, {})
+            positions = assign_positions(iface.peers, {k: v[0] for k, v in old.items()})
+            changed_keys = []
+            for peer, pos in zip(iface.peers, positions, strict=True):
+                dig = _secrets.digest(cipher, _peer_digest_input(server_id, name, peer))
+                before = old.get(peer.public_key)
+                if before is not None and before[0] == pos and before[1] == dig:
+                    continue
+                if before is not None:
+                    changed_keys.append(peer.public_key)
+                peer_rows.append((name, peer, pos, dig))
+            wanted = {p.public_key for p in iface.peers}
+            changed_keys.extend(k for k in old if k not in wanted)
+            if changed_keys:
+                close_peers.append((name, changed_keys))
+        if not partial:
+            for name in sorted(set(stored_ifaces) - set(interfaces)):
+                close_ifaces.append(name)
+                if name in stored_keys:
+                    close_keys.append(name)
+                if name in stored_peers:
+                    close_all_peers.append(name)
+
+        kept = set(stored_ifaces) - set(interfaces) if partial else set()
+        if kept and latest is not None and latest.key_id is None and cipher is not None:
+            # Rows carried over would stay plain and digested without the key, in a snapshot marked encrypted.
+            raise StoreError(
+                f"snapshot {latest.id} of server {server_id!r} holds keys in plain text: the first backup with "
+                f"encryption_key must cover every interface (it leaves out {', '.join(sorted(kept))})"
+            )
+        counts = {
+            "interfaces": len(interfaces) + len(kept),
+            "peers": sum(len(i.peers) for i in interfaces.values()) + sum(len(stored_peers.get(n, {})) for n in kept),
+            "peer_rows_written": len(peer_rows),
+        }
+        changed = bool(iface_rows or key_rows or peer_rows or close_ifaces or close_keys or close_peers
+                       or close_all_peers) or (latest is None and not kept)
+        if not changed:
+            return SaveResult(latest.id if latest else None, False, counts)
+        if check_mode:
+            return SaveResult(None, True, counts)
+
+        cur.execute("SELECT nextval(pg_get_serial_sequence('snapshots', 'id'))")
+        snap_id = cur.fetchone()[0]
+        if close_ifaces:
+            cur.execute("UPDATE interfaces SET valid_to = %s WHERE server_id = %s AND valid_to IS NULL AND name = ANY(%s)",
+                        (snap_id, server_id, close_ifaces))
+        if close_keys:
+            cur.execute("UPDATE server_keys SET valid_to = %s WHERE server_id = %s AND valid_to IS NULL"
+                        " AND interface = ANY(%s)", (snap_id, server_id, close_keys))
+        if close_all_peers:
+            cur.execute("UPDATE peers SET valid_to = %s WHERE server_id = %s AND valid_to IS NULL AND interface = ANY(%s)",
+                        (snap_id, server_id, close_all_peers))
+        for name, keys in close_peers:
+            cur.execute("UPDATE peers SET valid_to = %s WHERE server_id = %s AND interface = %s AND valid_to IS NULL"
+                        " AND public_key = ANY(%s)", (snap_id, server_id, name, keys))
+        if iface_rows:
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO interfaces (server_id, name, valid_from, settings, digest) VALUES %s",
+                [(server_id, n, snap_id, s, d) for n, s, d in iface_rows])
+        if key_rows:
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO server_keys (server_id, interface, valid_from, public_key, private_key, digest) VALUES %s",
+                [(server_id, n, snap_id, pub, psycopg2.Binary(sealed), d) for n, pub, sealed, d in key_rows])
+        if peer_rows:
+            allow_plain = self.allow_plaintext_keys
+
+            def seal_psk(iface: str, peer: Peer) -> bytes:
+                return _secrets.seal(cipher, peer.preshared_key, _context("preshared_key", server_id, iface, peer.public_key),
+                                     allow_plain)
+
+            copy_peers(cur, server_id, snap_id, peer_rows, seal_psk)
+        # The snapshot row goes in last: until the commit, no reader can see a snapshot with missing rows.
+        cur.execute(
+            "INSERT INTO snapshots (id, server_id, source, key_id, interface_count, peer_count, peer_rows_written)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (snap_id, server_id, source, psycopg2.Binary(cipher.key_id) if cipher else None,
+             counts["interfaces"], counts["peers"], counts["peer_rows_written"]),
+        )
+        return SaveResult(snap_id, True, counts)
+
+    # -- load -------------------------------------------------------------------------------------------------
+
+    def load_state(self, server_id: str, snapshot: int | str | None = None,
+                   interfaces: list[str] | None = None) -> tuple[int, dict[str, Interface]]:
+        """The state of ``server_id`` at ``snapshot`` (None: latest; int: id; str: ISO 8601 time).
+
+        Every key is decrypted and every row checked against its digest before
+        anything is returned: a wrong key or a damaged row raises StoreError.
+        """
+        return self._transaction(lambda cur: self._load(cur, server_id, snapshot, interfaces), readonly=True)
+
+    def _load(self, cur, server_id, snapshot, wanted):
+        self._require_schema(cur)
+        snap = self._resolve(cur, server_id, snapshot)
+        self._check_key(snap)
+        sid = snap.id
+        valid = "server_id = %s AND valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"
+        cur.execute(f"SELECT name, settings, digest FROM interfaces WHERE {valid}", (server_id, sid, sid))
+        iface_rows = {name: (settings, bytes(d)) for name, settings, d in cur.fetchall()}
+        names = sorted(iface_rows)
+        if wanted is not None:
+            missing = [n for n in wanted if n not in iface_rows]
+            if missing:
+                raise StoreError(
+                    f"interfaces: snapshot {sid} of server {server_id!r} has no interface {missing[0]!r} "
+                    f"(it has: {', '.join(names) or 'none'})"
+                )
+            names = [n for n in names if n in set(wanted)]
+        cur.execute(f"SELECT interface, public_key, private_key, digest FROM server_keys WHERE {valid}",
+                    (server_id, sid, sid))
+        key_rows = {row[0]: row[1:] for row in cur.fetchall()}
+        cur.execute(
+            "SELECT interface, public_key, allowed_ips, endpoint, persistent_keepalive, name, preshared_key, digest"
+            f" FROM peers WHERE {valid} AND interface = ANY(%s) ORDER BY interface, position",
+            (server_id, sid, sid, names),
+        )
+        peer_rows: dict[str, list] = {}
+        for row in cur.fetchall():
+            peer_rows.setdefault(row[0], []).append(row)
+
+        def damaged(what: str, why: str):
+            return StoreError(f"snapshot {sid} of server {server_id!r}: {what} is damaged: {why}")
+
+        def mismatch(what: str):
+            return StoreError(
+                f"encryption_key does not match the key that encrypted snapshot {sid} of server {server_id!r} ({what})"
+            )
+
+        def open_secret(blob, context: bytes, what: str) -> str:
+            try:
+                return _secrets.unseal(self.cipher, blob, context)
+            except KeyMismatchError:
+                raise mismatch(what) from None
+            except DamagedSecretError as exc:
+                raise damaged(what, str(exc)) from None
+
+        result = {}
+        # Digests follow the snapshot: keyed when it was encrypted, plain SHA-256 when it was not.
+        cipher = self.cipher if snap.key_id is not None else None
+        for name in names:
+            settings_json, iface_digest = iface_rows[name]
+            settings_text = json.dumps(settings_json, sort_keys=True, separators=(",", ":"))
+            if _secrets.digest(cipher, _context("interface", server_id, name, settings_text)) != iface_digest:
+                raise damaged(f"the settings row of interface {name}", "it does not match its digest")
+            private_key = None
+            if name in key_rows:
+                pub, sealed, key_digest = key_rows[name]
+                private_key = open_secret(sealed, _context("server_key", server_id, name),
+                                          f"private key of interface {name}")
+                try:
+                    derived = public_key(private_key)
+                except WgError:
+                    raise damaged(f"the private key of interface {name}", "it is not a WireGuard key") from None
+                if derived != pub or _secrets.digest(cipher, _context("server_key", server_id, name, private_key)) != bytes(key_digest):
+                    raise damaged(f"the private key of interface {name}", "it does not match its public key or digest")
+            peers = []
+            append = peers.append
+            psk_context = _context("preshared_key", server_id, name, "")
+            user_cipher = self.cipher
+            for _iface, key, allowed, endpoint, keepalive, label, sealed_psk, dig in peer_rows.get(name, ()):
+                # One try per row (free in Python 3.11 unless raised); the message is built only on failure.
+                try:
+                    psk = None if sealed_psk is None else _secrets.unseal(user_cipher, sealed_psk,
+                                                                          psk_context + key.encode())
+                    peer = Peer(public_key=key, allowed_ips=tuple(allowed), endpoint=endpoint, preshared_key=psk,
+                                persistent_keepalive=keepalive, name=label)
+                except KeyMismatchError:
+                    raise mismatch(f"peer {key} of interface {name}") from None
+                except WgError as exc:
+                    raise damaged(f"peer {key} of interface {name}", str(exc)) from None
+                if _secrets.digest(cipher, _peer_digest_input(server_id, name, peer)) != bytes(dig):
+                    raise damaged(f"peer {key} of interface {name}", "it does not match its digest")
+                append(peer)
+            try:
+                result[name] = Interface(private_key=private_key, peers=tuple(peers), **settings_json)
+            except (WgError, TypeError) as exc:
+                raise damaged(f"interface {name}", str(exc)) from None
+        return sid, result
+
+    # -- sync status ------------------------------------------------------------------------------------------
+
+    def record_sync(self, server_id: str, ok: bool, error: str | None, counts: dict, duration: float) -> None:
+        """Upsert the server's sync_status row (the wgrest-sync daemon's health)."""
+
+        def work(cur):
+            self._require_schema(cur)
+            cur.execute(
+                """
+                INSERT INTO sync_status AS s (server_id, last_attempt_at, last_success_at, ok, error,
+                                              consecutive_failures, counts, duration_seconds)
+                VALUES (%(sid)s, now(), CASE WHEN %(ok)s THEN now() END, %(ok)s, %(error)s,
+                        CASE WHEN %(ok)s THEN 0 ELSE 1 END, %(counts)s, %(duration)s)
+                ON CONFLICT (server_id) DO UPDATE SET
+                    last_attempt_at = excluded.last_attempt_at,
+                    last_success_at = coalesce(excluded.last_success_at, s.last_success_at),
+                    ok = excluded.ok,
+                    error = excluded.error,
+                    consecutive_failures = CASE WHEN excluded.ok THEN 0 ELSE s.consecutive_failures + 1 END,
+                    counts = excluded.counts,
+                    duration_seconds = excluded.duration_seconds
+                """,
+                {"sid": server_id, "ok": bool(ok), "error": error, "counts": json.dumps(counts or {}),
+                 "duration": float(duration)},
+            )
+
+        self._transaction(work)
+
+    def sync_status(self, server_id: str) -> dict | None:
+        def work(cur):
+            self._require_schema(cur)
+            cur.execute(
+                "SELECT server_id, last_attempt_at, last_success_at, ok, error, consecutive_failures, counts,"
+                " duration_seconds FROM sync_status WHERE server_id = %s", (server_id,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            keys = ("server_id", "last_attempt_at", "last_success_at", "ok", "error", "consecutive_failures",
+                    "counts", "duration_seconds")
+            return dict(zip(keys, row, strict=True))
+
+        return self._transaction(work, readonly=True)
+
+
+def _has_secrets(interfaces: dict[str, Interface]) -> bool:
+    return any(i.private_key or any(p.preshared_key for p in i.peers) for i in interfaces.values())
+

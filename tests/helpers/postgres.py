@@ -1,0 +1,155 @@
+"""A throw-away PostgreSQL 15 server for the test session, run as the ``postgres`` system user.
+
+pytest-postgresql refuses to run initdb as root, so the server is made here
+with Debian's binaries under ``runuser``. It listens on 127.0.0.1 (a free
+port) and on a Unix socket in its own directory: tests that run Ansible inside
+a network namespace reach it through the socket, which namespaces share.
+fsync is off: the data is thrown away, and it keeps each test fast.
+
+Fixtures: ``pg_server`` (session: the server, with ``stop()``/``start()`` for
+outage tests) and ``pg_db`` (a fresh, empty database per test).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+PG_BIN = Path(os.environ.get("WGFLEET_PG_BIN", "/usr/lib/postgresql/15/bin"))
+SUPERUSER = "postgres"
+PASSWORD = "test-" + uuid.uuid4().hex[:12]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_postgres(*argv, check=True) -> subprocess.CompletedProcess:
+    cmd = list(argv)
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if check and proc.returncode:
+        raise RuntimeError(f"{' '.join(map(str, argv))} failed (rc {proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+class PostgresServer:
+    def __init__(self, durable: bool = False):
+        self.durable = durable
+        self.base = Path(tempfile.mkdtemp(prefix="wgfleet-pg-"))
+        self.data = self.base / "data"
+        self.socket_dir = str(self.base)
+        self.port = _free_port()
+        self.log = self.base / "server.log"
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.base, pw.pw_uid, pw.pw_gid)
+        os.chmod(self.base, 0o755)
+        pwfile = self.base / "pw"
+        pwfile.write_text(PASSWORD + "\n")
+        if os.geteuid() == 0:
+            os.chown(pwfile, pwd.getpwnam("postgres").pw_uid, -1)
+        _as_postgres(PG_BIN / "initdb", "-D", self.data, "-U", SUPERUSER, "-A", "scram-sha-256",
+                     f"--pwfile={pwfile}", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
+        pwfile.unlink()
+        self.running = False
+        self.start()
+
+    def start(self) -> None:
+        opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.socket_dir} "
+                "-c max_connections=50")
+        if not self.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        _as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-l", self.log, "-o", opts, "-w", "-t", "60", "start")
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            _as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop", check=False)
+            self.running = False
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def params(self, dbname: str = "postgres", unix_socket: bool = False) -> dict:
+        """psycopg2.connect keyword arguments."""
+        return {"host": self.socket_dir if unix_socket else "127.0.0.1", "port": self.port, "user": SUPERUSER,
+                "password": PASSWORD, "dbname": dbname}
+
+    def module_params(self, dbname: str, unix_socket: bool = False) -> dict:
+        """The same as wg_backup/wg_restore options."""
+        p = self.params(dbname, unix_socket)
+        return {"login_host": p["host"], "login_port": p["port"], "login_user": p["user"],
+                "login_password": p["password"], "db": dbname}
+
+    def admin(self, sql: str, dbname: str = "postgres", params=None):
+        import psycopg2
+
+        conn = psycopg2.connect(**self.params(dbname))
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else None
+        finally:
+            conn.close()
+
+    def create_database(self, name: str) -> str:
+        self.admin(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with contextlib.suppress(Exception):
+            self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _available() -> bool:
+    return (PG_BIN / "initdb").exists() and (os.geteuid() != 0 or _has_postgres_user())
+
+
+def _has_postgres_user() -> bool:
+    try:
+        pwd.getpwnam("postgres")
+        return True
+    except KeyError:
+        return False
+
+
+needs_postgres = pytest.mark.skipif(not _available(), reason=f"needs PostgreSQL binaries in {PG_BIN}")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    if not _available():
+        pytest.skip(f"needs PostgreSQL binaries in {PG_BIN}")
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_db(pg_server):
+    """A fresh empty database; yields its name."""
+    if not pg_server.running:
+        pg_server.start()
+    name = pg_server.create_database("t_" + uuid.uuid4().hex[:10])
+    try:
+        yield name
+    finally:
+        if not pg_server.running:
+            pg_server.start()
+        pg_server.drop_database(name)
