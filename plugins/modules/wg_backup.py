@@ -19,6 +19,7 @@ version_added: 1.0.0
 author:
   - wgfleet.wireguard contributors (@wgfleet)
 extends_documentation_fragment:
+  - wgfleet.wireguard.attributes
   - wgfleet.wireguard.database
 options:
   server_id:
@@ -43,12 +44,13 @@ options:
     default: false
 attributes:
   check_mode:
-    description: Can run in check mode and predict the change without making it.
     support: full
     details: Reports whether a new snapshot would be stored, and its counts, without writing (not even the schema).
   diff_mode:
-    description: Returns details on what changed (or would change) in diff mode.
     support: none
+  idempotent:
+    support: full
+    details: An unchanged host stores no new snapshot and reports no change.
 notes:
   - The database role needs CREATE on O(db) for the first run, and INSERT/UPDATE/SELECT on the tables afterwards.
 seealso:

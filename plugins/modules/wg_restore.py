@@ -17,6 +17,7 @@ version_added: 1.0.0
 author:
   - wgfleet.wireguard contributors (@wgfleet)
 extends_documentation_fragment:
+  - wgfleet.wireguard.attributes
   - wgfleet.wireguard.database
 options:
   server_id:
@@ -47,13 +48,14 @@ options:
     default: false
 attributes:
   check_mode:
-    description: Can run in check mode and predict the change without making it.
     support: full
     details: Everything is read, decrypted and checked; nothing is written or changed on the host.
   diff_mode:
-    description: Returns details on what changed (or would change) in diff mode.
     support: full
     details: One diff per interface file; every private and preshared key is redacted.
+  idempotent:
+    support: full
+    details: A host that already matches the snapshot is left alone and reports no change.
 seealso:
   - module: wgfleet.wireguard.wg_backup
 """

@@ -1,0 +1,70 @@
+# Private to the wgfleet.wireguard collection: options shared by wg_backup and wg_restore.
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  login_host:
+    description:
+      - Host running the PostgreSQL server that holds the state.
+      - Empty means the default Unix socket of the local server (as libpq does), unless O(login_unix_socket) is set.
+      - A path starting with C(/) is a directory holding the server's Unix socket.
+    type: str
+    default: ''
+    aliases: [host]
+  login_unix_socket:
+    description:
+      - Directory of the server's Unix socket; overrides O(login_host).
+    type: str
+    default: ''
+    aliases: [unix_socket]
+  login_port:
+    description: Port of the PostgreSQL server.
+    type: int
+    default: 5432
+    aliases: [port]
+  login_user:
+    description: Role to connect as. It needs CREATE on the database the first time (to create the schema).
+    type: str
+    default: postgres
+    aliases: [login, user]
+  login_password:
+    description: Password of O(login_user). Never logged.
+    type: str
+    default: ''
+  db:
+    description:
+      - Database holding the state. It must exist (create it with M(community.postgresql.postgresql_db));
+        the modules create and migrate their tables in it.
+    type: str
+    default: wgrest_backup
+    aliases: [login_db]
+  ssl_mode:
+    description: How the connection uses SSL, as libpq's C(sslmode).
+    type: str
+    default: prefer
+    choices: [allow, disable, prefer, require, verify-ca, verify-full]
+  ca_cert:
+    description: File of the certificate authorities that the server's certificate must chain to (libpq's C(sslrootcert)).
+    type: str
+    aliases: [ssl_rootcert]
+  connect_timeout:
+    description: Seconds to wait for the connection before giving up.
+    type: int
+    default: 10
+  encryption_key:
+    description:
+      - The key that encrypts private and preshared keys in the database (AES-256-GCM), 32 random bytes
+        encoded in base64, for example from C(head -c 32 /dev/urandom | base64). It never enters the database.
+      - Keep it apart from the database, in a vault. Without it no stored key can be read, and with a different key
+        the modules refuse to read or extend the history it encrypted.
+      - Mutually exclusive with O(encryption_key_file). Never logged.
+    type: str
+  encryption_key_file:
+    description: A file on the managed host holding O(encryption_key) (for example one written by the wgrest-sync role).
+    type: path
+requirements:
+  - psycopg2 (or psycopg2-binary)
+  - cryptography
+"""
