@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from . import _device, _files, _peers
 from ._errors import WgError, WgValueError
-from ._interface import RESTART_SETTINGS
+from ._interface import plan_device
 from ._keys import public_key
 from ._wgconf import IFNAME_RE, Interface, check_ifname, render
 
@@ -134,20 +134,10 @@ def plan_restore(state: dict[str, Interface], config_dir: str, apply: bool, forc
 
 def _plan_live(plan: RestorePlan) -> None:
     desired, live = plan.desired, plan.live
-    if live is None:
-        plan.action = "up"
+    plan.action = plan_device(plan.name, plan.existing or Interface(), desired, live).action
+    if plan.action not in ("none", "live"):
         return
-    before = plan.existing or Interface()
-    restart = any(getattr(before, s) != getattr(desired, s) for s in RESTART_SETTINGS)
-    addresses, mtu = _device.addresses_and_mtu(plan.name)
-    if sorted(addresses) != sorted(desired.address) or (desired.mtu and mtu != desired.mtu):
-        restart = True
-    if restart:
-        plan.action = "restart"
-        return
-    plan.live_settings = (live.private_key != desired.private_key
-                          or (desired.listen_port is not None and live.listen_port != desired.listen_port)
-                          or live.fwmark != desired.fwmark)
+    plan.live_settings = plan.action == "live"
     # The snapshot is the whole truth: peers it does not have go.
     plan.upsert, plan.remove = _peers.live_drift(list(desired.peers), live, True, set())
     if plan.live_settings or plan.upsert or plan.remove:

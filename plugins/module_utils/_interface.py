@@ -47,6 +47,43 @@ def _same(setting: str, a, b) -> bool:
     return a == b
 
 
+@dataclass
+class DevicePlan:
+    action: str  # none, up, down, restart or live
+    drift: list = field(default_factory=list)  # live settings that differed from the file as it was
+
+
+def plan_device(name: str, before: Interface, desired: Interface, live: Interface | None, up: bool = True) -> DevicePlan:
+    """How the running device gets from its state to ``desired`` (the file ``before`` had the old settings).
+
+    Shared by wg_interface and wg_restore, so that both restart for the same reasons.
+    """
+    if live is None:
+        return DevicePlan("up" if up else "none")
+    if not up:
+        return DevicePlan("down")
+    addresses, mtu = _device.addresses_and_mtu(name)
+
+    def differs(setting, wanted) -> bool:
+        if setting == "address":
+            return not _same("address", addresses, wanted)
+        if setting == "mtu":
+            return wanted is not None and mtu != wanted
+        if setting == "listen_port":
+            # No ListenPort in the file means any port: the one the device picked is no drift.
+            return wanted is not None and live.listen_port != wanted
+        return getattr(live, setting) != wanted
+
+    checked = ("address", "mtu", *LIVE_SETTINGS)
+    drift = [s for s in checked if differs(s, getattr(before, s))]
+    if (any(not _same(s, getattr(before, s), getattr(desired, s)) for s in RESTART_SETTINGS)
+            or differs("address", desired.address) or differs("mtu", desired.mtu)):
+        return DevicePlan("restart", drift)
+    if any(differs(s, getattr(desired, s)) for s in LIVE_SETTINGS):
+        return DevicePlan("live", drift)
+    return DevicePlan("none", drift)
+
+
 def ensure(req: InterfaceRequest, check_mode: bool) -> dict:
     path = _files.config_path(req.config_dir, req.name)
     with _files.locked(req.config_dir, req.name):
@@ -94,35 +131,12 @@ def _present(req, path, existing, live, check_mode) -> dict:
     if key_source == "generated":
         changes = sorted(set(changes) | {"private_key"})
 
-    running = live is not None
-    restart_for = [s for s in changes if s in RESTART_SETTINGS]
-    drift = []
-    if running and req.up:
-        addrs, mtu = _device.addresses_and_mtu(req.name)
-        if not _same("address", addrs, desired.address):
-            drift.append("address")
-        if desired.mtu and mtu != desired.mtu:
-            drift.append("mtu")
-        for setting in LIVE_SETTINGS:
-            wanted = getattr(desired, setting)
-            # No ListenPort in the file means any port: the one the device picked is no drift.
-            if (wanted is not None or setting == "fwmark") and getattr(live, setting) != wanted:
-                drift.append(setting)
+    device = plan_device(req.name, base, desired, live, req.up)
+    action, drift = device.action, device.drift
     live_only = []
-    if running and (restart_for or "address" in drift or "mtu" in drift):
+    if action == "restart":
         known = {p.public_key for p in base.peers}
         live_only = [p for p in live.peers if p.public_key not in known]
-
-    if req.up and not running:
-        action = "up"
-    elif not req.up and running:
-        action = "down"
-    elif running and (restart_for or "address" in drift or "mtu" in drift):
-        action = "restart"
-    elif running and any(s in LIVE_SETTINGS for s in changes + drift):
-        action = "live"
-    else:
-        action = "none"
     if live_only:
         # A restart reloads peers from the file: keep the ones that exist only live.
         desired = desired.replace(peers=base.peers + tuple(live_only))

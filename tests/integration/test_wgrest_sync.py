@@ -21,7 +21,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._peers import Pe
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store
 from tests.conftest import needs_lab
 from tests.helpers.playbook import COLLECTIONS, REPO
-from tests.helpers.postgres import needs_postgres, pg_db, pg_server  # noqa: F401 - fixtures
+from tests.helpers.postgres import needs_postgres
 from tests.wgrest_server.harness import ServerHost
 
 pytestmark = [needs_lab, needs_postgres, pytest.mark.lab]
@@ -120,7 +120,7 @@ class Setup:
 
 
 @pytest.fixture
-def setup(lab, pg_server, pg_db, tmp_path):  # noqa: F811 - pytest fixtures
+def setup(lab, pg_server, pg_db, tmp_path):
     made = Setup(lab, pg_server, pg_db, tmp_path)
     try:
         yield made
