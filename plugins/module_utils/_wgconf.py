@@ -53,10 +53,22 @@ def check_int(option: str, value, low: int, high: int) -> int:
     return number
 
 
+_OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# IPv4 written canonically (no leading zeros): the common case, read without ipaddress.
+_IPV4_CIDR = re.compile(rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}/(3[0-2]|[12]?\d)$")
+_IPV4_ENDPOINT = re.compile(rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}:(\d{{1,5}})$")
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _network(value: str) -> tuple:
-    """(sort key, canonical text) of a CIDR. Cached: a server's 10,000 peers are read
-    from the file, the device and the task on every run."""
+    """(sort key, canonical text) of a CIDR. Cached, with a fast path for canonical IPv4:
+    a server's 10,000 peers are read from the file, the device and the task on every run."""
+    match = _IPV4_CIDR.match(value)
+    if match:
+        a, b, c, d, prefix = (int(g) for g in match.groups())
+        address = (a << 24) | (b << 16) | (c << 8) | d
+        if address & ((1 << (32 - prefix)) - 1) == 0:
+            return (4, address.to_bytes(4, "big"), prefix), value
     net = ipaddress.ip_network(value, strict=False)
     return (net.version, net.network_address.packed, net.prefixlen), str(net)
 
@@ -90,6 +102,9 @@ def normalize_endpoint(option: str, value) -> str | None:
     if value in (None, "", "(none)"):
         return None
     text = str(value).strip()
+    fast = _IPV4_ENDPOINT.match(text)
+    if fast and 0 < int(fast.group(5)) <= 65535 and not fast.group(5).startswith("0"):
+        return text
     match = re.match(r"^\[([^\]]+)\]:(\d+)$", text) or re.match(r"^([^:\[\]]+):(\d+)$", text)
     if not match:
         raise WgValueError(f"{option}: {value!r} is not host:port (IPv6 as [address]:port)")

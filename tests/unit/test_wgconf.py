@@ -1,6 +1,7 @@
 """The wg-quick parser and renderer: round trips, normalization, errors that name the line."""
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 
 import pytest
@@ -12,6 +13,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import W
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import (
     Interface,
     Peer,
+    normalize_allowed_ips,
     normalize_endpoint,
     parse,
     render,
@@ -214,3 +216,12 @@ def test_any_model_survives_render_and_parse(peers, port, mtu, hooks):
     iface = Interface(private_key=SERVER_KEY, listen_port=port, mtu=mtu, address=["10.10.0.1/24"], post_up=hooks,
                       peers=peers)
     assert parse(render(iface)) == iface
+
+
+@settings(max_examples=300, deadline=None)
+@given(address=st.integers(0, 2**32 - 1), prefix=st.integers(0, 32), port=st.integers(1, 65535))
+def test_ipv4_fast_paths_mean_what_ipaddress_means(address, prefix, port):
+    text = str(ipaddress.IPv4Address(address))
+    cidr = f"{text}/{prefix}"
+    assert normalize_allowed_ips("allowed_ips", [cidr]) == (str(ipaddress.ip_network(cidr, strict=False)),)
+    assert normalize_endpoint("endpoint", f"{text}:{port}") == f"{text}:{port}"
