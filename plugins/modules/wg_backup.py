@@ -15,7 +15,7 @@ description:
   - Private and preshared keys are encrypted with O(encryption_key) before they leave the host. Without a key they
     are refused unless O(allow_plaintext_keys=true).
   - Creates or upgrades the tables in O(db) the first time (safe when several hosts run at once).
-version_added: 1.0.0
+version_added: 0.1.0
 author:
   - wgfleet.wireguard contributors (@wgfleet)
 extends_documentation_fragment:

@@ -13,7 +13,7 @@ description:
     only when a start-time setting such as an address or MTU differs). Peers not in the snapshot are removed.
   - Refuses to overwrite an interface whose private key differs from the snapshot's unless O(force=true).
   - The snapshot may come from another server (O(server_id) names the source), to rebuild a server on a new host.
-version_added: 1.0.0
+version_added: 0.1.0
 author:
   - wgfleet.wireguard contributors (@wgfleet)
 extends_documentation_fragment:

@@ -38,7 +38,7 @@ def _as_postgres(*argv, check=True) -> subprocess.CompletedProcess:
     cmd = list(argv)
     if os.geteuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if check and proc.returncode:
         raise RuntimeError(f"{' '.join(map(str, argv))} failed (rc {proc.returncode}): {proc.stderr.strip()}")
     return proc

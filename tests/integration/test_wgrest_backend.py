@@ -132,7 +132,7 @@ def test_wg_peer_backend_wgrest_through_ansible_with_a_handshake(server, lab):
 def test_wg_peer_bulk_exclusive_through_ansible(server):
     stray = new_key()
     _wgrest.WgrestClient(server.api_url, TOKEN).create_peer(server.name, {"public_key": stray})
-    keys = [new_key() for _ in range(3)]
+    keys = [new_key() for _unused in range(3)]
     task = {"name": "bulk", "wgfleet.wireguard.wg_peer": {
         "interface": server.name, "backend": "wgrest", "api_url": server.api_url, "api_token": TOKEN,
         "exclusive": True,

@@ -73,7 +73,7 @@ class Setup:
     def run(self, *args, env=None, timeout=30) -> subprocess.CompletedProcess:
         argv = [sys.executable, "-m", MODULE, *args]
         full = {"PATH": os.environ["PATH"], "PYTHONPATH": str(COLLECTIONS), **self.env, **(env or {})}
-        return subprocess.run(argv, capture_output=True, text=True, env=full, timeout=timeout, cwd="/")
+        return subprocess.run(argv, capture_output=True, text=True, env=full, timeout=timeout, cwd="/", check=False)
 
     def start(self) -> None:
         full = {"PATH": os.environ["PATH"], "PYTHONPATH": str(COLLECTIONS), **self.env}
@@ -255,7 +255,7 @@ def test_runs_without_capabilities_on_a_read_only_mount(setup):
     before = sorted(p.name for p in setup.etc.iterdir())
     full = {"PATH": os.environ["PATH"], "PYTHONPATH": str(COLLECTIONS), **setup.env}
     proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", inner], capture_output=True,
-                          text=True, env=full, timeout=30, cwd="/")
+                          text=True, env=full, timeout=30, cwd="/", check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in setup.etc.iterdir()) == before, "the service wrote into the config dir"
     assert setup.name in setup.stored() and setup.status()["ok"]

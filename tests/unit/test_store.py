@@ -325,7 +325,7 @@ def _migrate(params):
 def test_concurrent_migrations_on_an_empty_database(pg_server, pg_db):
     params = pg_server.params(pg_db)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_migrate, args=(params,)) for _ in range(4)]
+    procs = [ctx.Process(target=_migrate, args=(params,)) for _unused in range(4)]
     for p in procs:
         p.start()
     for p in procs:

@@ -28,8 +28,10 @@ def new_key() -> str:
 # --- pure logic -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("0s", 0), ("25s", 25), ("1m5s", 65), ("1h0m0s", 3600),
-                                                ("1.5m", 90), (None, 0), ("", 0)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0s", 0), ("25s", 25), ("1m5s", 65), ("1h0m0s", 3600), ("1.5m", 90), (None, 0), ("", 0)],
+)
 def test_go_durations_parse(text, seconds):
     assert _wgrest.parse_duration(text) == seconds
 
@@ -194,9 +196,9 @@ def raw(host, method, path, body=None, headers=None):
 
 @needs_lab
 def test_token_must_be_exactly_bearer(api):
-    host, name, _ = api
+    host, name, _unused = api
     assert raw(host, "GET", "/version")[0] == 200  # no token needed
-    status, _, body = raw(host, "GET", "/v1/devices/", headers={"Authorization": f"bearer {TOKEN}"})
+    status, _unused, body = raw(host, "GET", "/v1/devices/", headers={"Authorization": f"bearer {TOKEN}"})
     assert (status, json.loads(body)["message"]) == (401, "invalid authorization format")
     with pytest.raises(_wgrest.WgrestError, match=r"authentication failed \(invalid token\); check api_token"):
         _wgrest.WgrestClient(host.api_url, "wrong").devices()
@@ -207,8 +209,8 @@ def test_token_must_be_exactly_bearer(api):
 
 @needs_lab
 def test_peers_are_read_across_zero_based_pages(api):
-    host, name, _ = api
-    keys = sorted(new_key() for _ in range(230))
+    host, name, _unused = api
+    keys = sorted(new_key() for _unused in range(230))
     sh("wg", "set", name, *[a for k in keys for a in ("peer", k)], netns=host.ns)
     try:
         status, headers, body = raw(host, "GET", f"/v1/devices/{name}/peers/?page=1&per_page=100",
@@ -224,13 +226,13 @@ def test_peers_are_read_across_zero_based_pages(api):
 
 @needs_lab
 def test_keys_in_urls_are_url_safe_with_padding(api):
-    host, name, _ = api
+    host, name, _unused = api
     client = _wgrest.WgrestClient(host.api_url, TOKEN)
     key = next(k for k in iter(new_key, None) if "+" in k and "/" in k)
     client.create_peer(name, {"public_key": key, "allowed_ips": ["10.231.7.9/32"]})
     try:
-        status, _, body = raw(host, "GET", f"/v1/devices/{name}/peers/{_keys.url_safe(key)}/",
-                              headers={"Authorization": f"Bearer {TOKEN}"})
+        status, _unused, body = raw(host, "GET", f"/v1/devices/{name}/peers/{_keys.url_safe(key)}/",
+                                    headers={"Authorization": f"Bearer {TOKEN}"})
         assert status == 200 and json.loads(body)["url_safe_public_key"] == _keys.url_safe(key)
         updated = client.update_peer(name, key, {"persistent_keepalive_interval": "30s"})
         assert updated["persistent_keepalive_interval"] == "30s"
@@ -241,7 +243,7 @@ def test_keys_in_urls_are_url_safe_with_padding(api):
 
 @needs_lab
 def test_post_answer_echoes_the_request_and_reading_back_tells_the_truth(api):
-    host, name, _ = api
+    host, name, _unused = api
     client = _wgrest.WgrestClient(host.api_url, TOKEN)
     key = new_key()
     answer = client.create_peer(name, {"public_key": key})
@@ -255,10 +257,11 @@ def test_post_answer_echoes_the_request_and_reading_back_tells_the_truth(api):
 
 @needs_lab
 def test_a_body_without_json_content_type_is_ignored_so_the_client_always_sends_it(api):
-    host, name, _ = api
+    host, name, _unused = api
     key = new_key()
-    status, _, body = raw(host, "POST", f"/v1/devices/{name}/peers/", body=json.dumps({"public_key": key}).encode(),
-                          headers={"Authorization": f"Bearer {TOKEN}"})
+    status, _unused, body = raw(host, "POST", f"/v1/devices/{name}/peers/",
+                                body=json.dumps({"public_key": key}).encode(),
+                                headers={"Authorization": f"Bearer {TOKEN}"})
     generated = json.loads(body)
     assert status == 201 and generated["public_key"] != key and "private_key" in generated
     client = _wgrest.WgrestClient(host.api_url, TOKEN)
@@ -269,7 +272,7 @@ def test_a_body_without_json_content_type_is_ignored_so_the_client_always_sends_
 
 @needs_lab
 def test_errors_name_the_device_and_peer_and_never_a_secret(api):
-    host, name, _ = api
+    host, name, _unused = api
     client = _wgrest.WgrestClient(host.api_url, TOKEN)
     with pytest.raises(_wgrest.WgrestError, match=r"read device 'nosuchwg'.*404 device_not_found"):
         client.device("nosuchwg")
@@ -287,10 +290,10 @@ def test_errors_name_the_device_and_peer_and_never_a_secret(api):
 
 @needs_lab
 def test_routes_outside_the_api(api):
-    host, _, _ = api
+    host, _unused, _unused = api
     status, headers, body = raw(host, "GET", "/v1/foo")
     assert (status, body) == (404, b"Cannot GET /v1/foo") and headers["Content-Type"].startswith("text/plain")
-    status, headers, _ = raw(host, "GET", "/devices")
+    status, headers, _unused = raw(host, "GET", "/devices")
     assert status == 307 and headers["Location"] == "/v1/devices/"
     assert raw(host, "OPTIONS", "/v1/devices/")[0] == 204
     assert raw(host, "DELETE", f"/v1/devices/{api[1]}/", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 404

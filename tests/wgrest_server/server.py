@@ -96,7 +96,7 @@ class DeviceError(Exception):
 
 
 def wg(*argv, stdin: str | None = None, check: bool = True) -> str:
-    proc = subprocess.run(["wg", *argv], input=stdin, capture_output=True, text=True)
+    proc = subprocess.run(["wg", *argv], input=stdin, capture_output=True, text=True, check=False)
     if check and proc.returncode:
         raise DeviceError(500, "internal_error", "wireguard error", proc.stderr.strip())
     return proc.stdout
@@ -220,7 +220,7 @@ class Wgrest:
         for line in lines:
             if line.strip().lower() == "[peer]":
                 break
-            key, _, value = line.partition("=")
+            key, _unused, value = line.partition("=")
             key = key.strip().lower()
             if key in ("address", "dns"):
                 found[keys[key]].extend(v.strip() for v in value.split(",") if v.strip())
@@ -452,7 +452,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def up_down(self, parts, query):
         name, action = parts[2], parts[3]
-        proc = subprocess.run(["wg-quick", action, name], capture_output=True, text=True)
+        proc = subprocess.run(["wg-quick", action, name], capture_output=True, text=True, check=False)
         if proc.returncode:
             raise DeviceError(500, "internal_error", f"wg-quick {action} failed", proc.stderr.strip()[-500:])
         self.send(200, {"status": action, "interface": name})
@@ -577,7 +577,7 @@ class Handler(BaseHTTPRequestHandler):
 def make_server(settings: Settings) -> tuple[ThreadingHTTPServer, Wgrest]:
     app = Wgrest(settings)
     handler = type("BoundHandler", (Handler,), {"app": app})
-    host, _, port = settings.listen.rpartition(":")
+    host, _unused, port = settings.listen.rpartition(":")
     httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), handler)
     httpd.daemon_threads = True
     return httpd, app
