@@ -784,4 +784,3 @@ class Store:
 
 def _has_secrets(interfaces: dict[str, Interface]) -> bool:
     return any(i.private_key or any(p.preshared_key for p in i.peers) for i in interfaces.values())
-
