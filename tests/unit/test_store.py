@@ -35,7 +35,7 @@ def make_peer(i: int, psk: bool = True, name: str | None = None) -> Peer:
 def make_iface(peers: int, port: int = 51820, address: str = "10.9.0.1/24") -> Interface:
     return Interface(
         private_key=_keys.generate_private_key(), listen_port=port, address=(address, "fd09::1/64"),
-        dns=("192.0.2.53",), mtu=1380, table="off", pre_up=("true pre",), post_up=("echo up %i",),
+        dns=("10.10.0.53",), mtu=1380, table="off", pre_up=("true pre",), post_up=("echo up %i",),
         pre_down=("true",), post_down=("echo down",), fwmark=0x51, save_config=False,
         peers=tuple(make_peer(i) for i in range(peers)),
     )
