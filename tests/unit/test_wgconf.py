@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgValueError
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgCommandError, WgValueError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import (
     Interface,
     Peer,
@@ -225,3 +225,10 @@ def test_ipv4_fast_paths_mean_what_ipaddress_means(address, prefix, port):
     cidr = f"{text}/{prefix}"
     assert normalize_allowed_ips("allowed_ips", [cidr]) == (str(ipaddress.ip_network(cidr, strict=False)),)
     assert normalize_endpoint("endpoint", f"{text}:{port}") == f"{text}:{port}"
+
+
+def test_command_errors_never_carry_a_key():
+    stderr = f"Line unrecognized: `PrivateKey={SERVER_KEY}'\nConfiguration parsing error"
+    message = str(WgCommandError(["wg", "setconf", "wg0", "/dev/stdin"], 1, stderr))
+    assert SERVER_KEY not in message, "a key leaked into an error message"
+    assert "Line unrecognized" in message and "**redacted**" in message
