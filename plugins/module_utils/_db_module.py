@@ -6,6 +6,8 @@ connection variables serves both collections.
 """
 from __future__ import annotations
 
+import socket
+
 from ansible.module_utils.basic import missing_required_lib
 
 from ._secrets import HAS_CRYPTOGRAPHY, KeyCipher
@@ -28,6 +30,11 @@ def database_argument_spec() -> dict:
         "ca_cert": {"type": "str", "aliases": ["ssl_rootcert"]},
         "connect_timeout": {"type": "int", "default": 10},
     }
+
+
+def server_id(params: dict) -> str:
+    """The server a snapshot belongs to: ``server_id``, or this host's fully qualified name."""
+    return params["server_id"] or socket.getfqdn()
 
 
 def key_argument_spec() -> dict:

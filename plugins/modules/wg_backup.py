@@ -105,8 +105,6 @@ interfaces:
   sample: {"wg0": {"public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "peers": 129, "live_only_peers": 1}}
 """
 
-import socket
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ..module_utils._backup import capture
@@ -115,6 +113,7 @@ from ..module_utils._db_module import (
     database_argument_spec,
     key_argument_spec,
     open_store,
+    server_id,
 )
 from ..module_utils._keys import public_key
 from ..module_utils._module import run_core
@@ -122,17 +121,17 @@ from ..module_utils._module import run_core
 
 def backup(module: AnsibleModule) -> dict:
     params = module.params
-    server_id = params["server_id"] or socket.getfqdn()
+    source_id = server_id(params)
     state, live_only = capture(params["config_dir"], params["interfaces"])
     with open_store(params, params["allow_plaintext_keys"]) as store:
         if not module.check_mode:
             store.migrate()
-        saved = store.save_state(server_id, state, source="wg_backup", check_mode=module.check_mode,
+        saved = store.save_state(source_id, state, source="wg_backup", check_mode=module.check_mode,
                                  partial=bool(params["interfaces"]))
     return {
         "changed": saved.changed,
         "snapshot_id": saved.snapshot_id,
-        "server_id": server_id,
+        "server_id": source_id,
         "counts": saved.counts,
         "interfaces": {
             name: {"public_key": public_key(iface.private_key) if iface.private_key else None,

@@ -113,8 +113,6 @@ interfaces:
            "applied": "up", "peers_added_live": [], "peers_removed_live": []}}
 """
 
-import socket
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ..module_utils._backup import apply_restore, plan_restore
@@ -123,25 +121,26 @@ from ..module_utils._db_module import (
     database_argument_spec,
     key_argument_spec,
     open_store,
+    server_id,
 )
 from ..module_utils._module import run_core
 
 
 def restore(module: AnsibleModule) -> dict:
     params = module.params
-    server_id = params["server_id"] or socket.getfqdn()
+    source_id = server_id(params)
     snapshot = params["snapshot"]
     if snapshot is not None and snapshot.strip().isdigit():
         snapshot = int(snapshot)
     with open_store(params) as store:
-        snapshot_id, state = store.load_state(server_id, snapshot, params["interfaces"])
+        snapshot_id, state = store.load_state(source_id, snapshot, params["interfaces"])
     plans = plan_restore(state, params["config_dir"], params["apply"], params["force"])
     if not module.check_mode:
         apply_restore(plans)
     return {
         "changed": any(p.changed for p in plans),
         "snapshot_id": snapshot_id,
-        "server_id": server_id,
+        "server_id": source_id,
         "counts": {"interfaces": len(state), "peers": sum(len(i.peers) for i in state.values())},
         "interfaces": {p.name: p.report() for p in plans},
         "diff": [p.diff() for p in plans if p.file_changed],
