@@ -7,6 +7,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _w
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError, WgValueError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._peers import PeerSpec
 from tests.conftest import needs_lab
+from tests.helpers.keys import new_key
 from tests.helpers.netns import ping, wg_dump
 from tests.helpers.playbook import run_playbook
 from tests.wgrest_server.harness import ServerHost, write_conf
@@ -14,9 +15,6 @@ from tests.wgrest_server.harness import ServerHost, write_conf
 pytestmark = [needs_lab, pytest.mark.lab]
 TOKEN = "backend-token-19c2"
 
-
-def new_key() -> str:
-    return _keys.public_key(_keys.generate_private_key())
 
 
 @pytest.fixture

@@ -17,15 +17,13 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils import _files, _
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgValueError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._peers import PeerSpec
 from tests.conftest import needs_lab
+from tests.helpers.keys import new_key
 from tests.helpers.netns import wg_dump
 from tests.wgrest_server.harness import ServerHost
 
 pytestmark = [needs_lab, pytest.mark.lab]
 TOKEN = "hazard-token-5d01"
 
-
-def new_key() -> str:
-    return _keys.public_key(_keys.generate_private_key())
 
 
 @pytest.fixture

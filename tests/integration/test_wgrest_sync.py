@@ -20,6 +20,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils import _files, _
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._peers import PeerSpec
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store
 from tests.conftest import needs_lab
+from tests.helpers.keys import new_key
 from tests.helpers.playbook import COLLECTIONS, REPO
 from tests.helpers.postgres import needs_postgres
 from tests.wgrest_server.harness import ServerHost
@@ -30,9 +31,6 @@ SERVER_ID = "srv-sync-test"
 INTERVAL = 1.0
 MODULE = "ansible_collections.wgfleet.wireguard.plugins.module_utils._sync"
 
-
-def new_key() -> str:
-    return _keys.public_key(_keys.generate_private_key())
 
 
 class Setup:

@@ -15,14 +15,12 @@ import pytest
 from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _wgconf, _wgrest
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError, WgValueError
 from tests.conftest import _can_make_namespaces, needs_lab
+from tests.helpers.keys import new_key
 from tests.helpers.netns import Lab, sh
 from tests.wgrest_server.harness import ServerHost, write_conf
 
 TOKEN = "unit-token-7f3a"
 
-
-def new_key() -> str:
-    return _keys.public_key(_keys.generate_private_key())
 
 
 # --- pure logic -------------------------------------------------------------------------
