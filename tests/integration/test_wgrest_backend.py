@@ -16,7 +16,6 @@ pytestmark = [needs_lab, pytest.mark.lab]
 TOKEN = "backend-token-19c2"
 
 
-
 @pytest.fixture
 def server(lab, tmp_path):
     """A server host running wg0-like interface NAME (10.231.8.1/24) behind the wgrest double."""

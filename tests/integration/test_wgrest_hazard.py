@@ -25,7 +25,6 @@ pytestmark = [needs_lab, pytest.mark.lab]
 TOKEN = "hazard-token-5d01"
 
 
-
 @pytest.fixture
 def layout(lab, tmp_path):
     """The collection's layout: /etc/wireguard-like dir owned by the collection, wgrest's own dump dir."""

@@ -32,7 +32,6 @@ INTERVAL = 1.0
 MODULE = "ansible_collections.wgfleet.wireguard.plugins.module_utils._sync"
 
 
-
 class Setup:
     """One server host (interface + wgrest double), the sync's settings, and readers of what it stored."""
 

@@ -22,9 +22,7 @@ from tests.wgrest_server.harness import ServerHost, write_conf
 TOKEN = "unit-token-7f3a"
 
 
-
 # --- pure logic -------------------------------------------------------------------------
-
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
