@@ -207,7 +207,7 @@ def test_restart_settings_restart_only_that_interface_and_keep_live_only_peers(c
     res = run_playbook([iface_task(srv["wg"], srv["dir"], address=["10.10.0.1/24", "fd10::1/64"], mtu=1380)],
                        netns=srv["ns"])
     assert res["r"]["applied"] == "restart"
-    assert sorted(res["r"]["changes"]) == ["address", "mtu"]
+    assert sorted(res["r"]["changes"]) == ["address", "mtu", "peers"]
     assert res["r"]["preserved_peers"] == [live_only]
     assert "mtu 1380" in sh("ip", "link", "show", srv["wg"], netns=srv["ns"]).stdout
     assert "fd10::1/64" in sh("ip", "address", "show", srv["wg"], netns=srv["ns"]).stdout
