@@ -83,7 +83,7 @@ def test_the_renderer_refuses_a_line_break_even_when_the_model_was_bypassed():
     assert str(err.value).startswith("name: ")
     iface = Interface()
     object.__setattr__(iface, "post_up", ("echo a\nPreUp = touch /tmp/x",))
-    with pytest.raises(WgValueError, match="^post_up: "):
+    with pytest.raises(WgValueError, match=r"^post_up: "):
         render(iface)
 
 
@@ -102,7 +102,7 @@ def test_dns_holds_servers_and_search_domains(dns, normal):
 @pytest.mark.parametrize("bad", ["1.2.3", "10.0.0.1 10.0.0.2", "fe80::1%eth0", "$(touch x)", "a..b", "-x.example",
                                  "x" * 64 + ".example", "*"])
 def test_dns_refuses_what_wg_quick_would_misread(bad):
-    with pytest.raises(WgValueError, match="^dns: "):
+    with pytest.raises(WgValueError, match=r"^dns: "):
         Interface(dns=[bad])
 
 
@@ -119,7 +119,7 @@ def test_zone_ids_are_refused_in_addresses_and_allowed_ips(field, bad):
 def test_an_endpoint_keeps_an_interface_zone_id_and_refuses_any_other():
     assert Peer(PEER_A, endpoint="[FE80::1%eth0]:51820").endpoint == "[fe80::1%eth0]:51820"
     for bad in ["[fe80::1%eth0 x]:1", "[fe80::1%$(id)]:1", "10.0.0.1%eth0:1", "host%eth0:1"]:
-        with pytest.raises(WgValueError, match="^endpoint: "):
+        with pytest.raises(WgValueError, match=r"^endpoint: "):
             Peer(PEER_A, endpoint=bad)
 
 
