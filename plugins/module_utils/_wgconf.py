@@ -180,7 +180,7 @@ def normalize_endpoint(option: str, value) -> str | None:
     host, port = match.group(1), int(match.group(2))
     if not 0 < port <= 65535:
         raise WgValueError(f"{option}: {shown(value)} has no valid port (1-65535)")
-    address, _, zone = host.partition("%")
+    address, _percent, zone = host.partition("%")
     try:
         addr = ipaddress.ip_address(address)
     except ValueError:

@@ -115,8 +115,8 @@ options:
       - When set, a C(PostUp) command is added to O(post_up) (or to the file's C(PostUp) lines when O(post_up)
         is left out) that, each time the interface starts, adds back the peers of wgrest's dump
         C(<api_peers_dir>/<name>.conf) that the file does not have. Peers in the file keep the file's settings.
-      - Must not be O(config_dir): wgrest would rewrite the wg-quick file and drop Address, DNS, MTU, Table and
-        the hooks.
+      - Must not be O(config_dir), where wgrest would rewrite the wg-quick file and drop Address, DNS, MTU, Table
+        and the hooks.
     type: path
   up:
     description:

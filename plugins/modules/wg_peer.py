@@ -19,7 +19,7 @@ description:
   - A peer removed (O(state=absent), or not listed with O(exclusive=true)) leaves the running device at once,
     with the routes of its allowed IPs, also when only the device had it; its key cannot complete another
     handshake.
-  - Two peers with the same allowed network are refused, naming both: WireGuard would route it to one of them.
+  - Two peers with the same allowed network are refused, naming both, because WireGuard would route it to one of them.
   - If changing the running device fails, the device and the file are put back as they were before the module
     fails.
 author:

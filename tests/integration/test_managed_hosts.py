@@ -60,8 +60,8 @@ def test_all_four_modules_run_on_a_managed_host_python(label, lab, tmp_path, pg_
         {"name": "backup", "wgfleet.wireguard.wg_backup": {"server_id": f"host-{label}", "config_dir": etc, **db},
          "register": "backup"},
         iface_task(wg, etc, register="gone", state="absent"),
-        {"name": "restore", "wgfleet.wireguard.wg_restore": {"server_id": f"host-{label}", "config_dir": etc,
-                                                              "apply": True, **db}},
+        {"name": "restore",
+         "wgfleet.wireguard.wg_restore": {"server_id": f"host-{label}", "config_dir": etc, "apply": True, **db}},
         {"name": "version", "ansible.builtin.command": "{{ ansible_python_interpreter }} -c 'import sys, "
          "cryptography; print(sys.version_info[:2], cryptography.__version__)'", "changed_when": False},
     ]

@@ -20,6 +20,7 @@ from tests.helpers.playbook import run_playbook
 
 pytestmark = [needs_lab, pytest.mark.lab]
 
+
 def test_two_hosts_handshake_and_pass_traffic_and_a_second_run_changes_nothing(connected):
     tunnel = connected
     srv, cli = tunnel["srv"], tunnel["cli"]

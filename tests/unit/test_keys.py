@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -32,8 +33,7 @@ def wg_pubkey(private: str) -> str:
     return subprocess.run(["wg", "pubkey"], input=private, capture_output=True, text=True, check=True).stdout.strip()
 
 
-needs_wg = pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v wg"], capture_output=True).returncode != 0,
-                              reason="needs wireguard-tools")
+needs_wg = pytest.mark.skipif(shutil.which("wg") is None, reason="needs wireguard-tools")
 
 
 @needs_wg

@@ -60,7 +60,7 @@ def test_live_drift_ignores_learned_endpoints_and_takes_revoked_keys_off_the_dev
     assert live_drift(desired, live, False, set()) == ([], [])
     assert live_drift(desired, live, False, set(), removed={B}) == ([], [B])
     assert live_drift(desired, live, True, set()) == ([], [B, C])
-    upsert, _ = live_drift([Peer(A, allowed_ips=["10.0.0.9/32"])], live, False, set())
+    upsert, _remove = live_drift([Peer(A, allowed_ips=["10.0.0.9/32"])], live, False, set())
     assert [p.public_key for p in upsert] == [A]
 
 

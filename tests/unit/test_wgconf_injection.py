@@ -90,8 +90,8 @@ def test_the_renderer_refuses_a_line_break_even_when_the_model_was_bypassed():
 @pytest.mark.parametrize(
     ("dns", "normal"),
     [
-        (["10.79.0.53", "FD00::53", "corp.example", "example.com."], ("10.79.0.53", "fd00::53", "corp.example",
-                                                                       "example.com.")),
+        (["10.79.0.53", "FD00::53", "corp.example", "example.com."],
+         ("10.79.0.53", "fd00::53", "corp.example", "example.com.")),
         ("1.1.1.1, 9.9.9.9", ("1.1.1.1", "9.9.9.9")),
     ],
 )
@@ -106,8 +106,11 @@ def test_dns_refuses_what_wg_quick_would_misread(bad):
         Interface(dns=[bad])
 
 
-@pytest.mark.parametrize(("field", "bad"), [("address", "fe80::1%eth0/64"), ("allowed_ips", "fe80::1%eth0/128"),
-                                             ("address", "fe80::1%eth0%0a/64"), ("allowed_ips", "10.0.0.1/32%x")])
+ZONES = [("address", "fe80::1%eth0/64"), ("allowed_ips", "fe80::1%eth0/128"), ("address", "fe80::1%eth0%0a/64"),
+         ("allowed_ips", "10.0.0.1/32%x")]
+
+
+@pytest.mark.parametrize(("field", "bad"), ZONES)
 def test_zone_ids_are_refused_in_addresses_and_allowed_ips(field, bad):
     with pytest.raises(WgValueError, match=f"^{field}: .*%zone"):
         if field == "address":
@@ -192,9 +195,11 @@ def test_two_peers_with_one_network_are_named_with_it():
     check_unique_allowed_ips([Peer(PEER_A, allowed_ips=["10.10.0.0/24"]), Peer(PEER_B, allowed_ips=["10.10.0.2/32"])])
 
 
-@pytest.mark.parametrize(("field", "value"), [("listen_port", "51820\n"), ("mtu", [1]), ("fwmark", 1.5),
-                                               ("save_config", "yes"), ("address", {"a": 1}), ("dns", 5),
-                                               ("post_up", 7), ("table", ["x"]), ("address", [None])])
+WRONG_TYPES = [("listen_port", "51820\n"), ("mtu", [1]), ("fwmark", 1.5), ("save_config", "yes"), ("address", {"a": 1}),
+               ("dns", 5), ("post_up", 7), ("table", ["x"]), ("address", [None])]
+
+
+@pytest.mark.parametrize(("field", "value"), WRONG_TYPES)
 def test_wrong_types_are_errors_naming_the_option(field, value):
     try:
         iface = Interface(**{field: value})
