@@ -23,14 +23,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.helpers.netns import Lab, sh  # noqa: E402
+from tests.helpers.netns import inner_arguments, run_in_lab  # noqa: E402
 from tests.helpers.playbook import ensure_collection_path  # noqa: E402
 
 
@@ -94,26 +93,15 @@ def main() -> None:
     parser.add_argument("--mode", choices=["ansible", "core"], default="ansible")
     parser.add_argument("--settle", type=float, default=0.5, help="seconds between a round and the check")
     parser.add_argument("--collections", default=str(ensure_collection_path()))
-    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--name", help=argparse.SUPPRESS)
-    parser.add_argument("--config-dir", help=argparse.SUPPRESS)
+    inner_arguments(parser)
     args = parser.parse_args()
     if args.inner:
         inner(args)
         return
-    lab = Lab()
-    try:
-        ns = lab.host("race")
-        name = lab.wg_name("r")
-        with tempfile.TemporaryDirectory() as tmp:
-            argv = [sys.executable, __file__, "--inner", "--name", name, "--config-dir", tmp, "--runs", str(args.runs),
-                    "--mode", args.mode, "--settle", str(args.settle), "--collections", args.collections]
-            script = "mount -t tmpfs tmpfs /run/wireguard && exec " + " ".join(f"'{a}'" for a in argv)
-            t0 = time.monotonic()
-            out = sh("unshare", "--mount", "--propagation", "private", "sh", "-c", script, netns=ns).stdout
-            took = time.monotonic() - t0
-    finally:
-        lab.close()
+    t0 = time.monotonic()
+    out = run_in_lab(__file__, "race", ["--runs", str(args.runs), "--mode", args.mode, "--settle", str(args.settle),
+                                        "--collections", args.collections], private_run=True)
+    took = time.monotonic() - t0
     counts = json.loads(out.splitlines()[-1])
     print(f"mode {args.mode}, collection {args.collections}, {took:.0f} s")
     print(f"rounds {counts['rounds']}, reported restart {counts['restarted']}, died after a reported restart "

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.keys import PSK
 from tests.helpers.netns import wg_dump
 from tests.helpers.playbook import run_playbook
-
-PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
 
 
 def iface_task(name, config_dir, register="r", **options):

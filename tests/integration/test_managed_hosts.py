@@ -18,13 +18,13 @@ import subprocess
 import pytest
 
 from tests.conftest import needs_lab
+from tests.helpers.keys import PEER_B as PEER
 from tests.helpers.modules import PSK, iface_task, peer_task
 from tests.helpers.netns import wg_dump
 from tests.helpers.playbook import REPO, run_playbook
 
 pytestmark = [needs_lab, pytest.mark.lab]
 
-PEER = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="
 INTERPRETERS = {
     "debian": ("/usr/bin/python3", "make deps installs python3-cryptography and python3-psycopg2"),
     "py39": (str(REPO / ".venv-py39" / "bin" / "python"), "make venv makes .venv-py39 where pyenv has Python 3.9"),

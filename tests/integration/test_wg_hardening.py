@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import needs_lab
+from tests.helpers.keys import PEER_B as OTHER
+from tests.helpers.keys import PEER_C as THIRD
 from tests.helpers.modules import PSK, iface_task, latest_handshake, peer_task, sha
 from tests.helpers.netns import ping, sh, wg_dump
 from tests.helpers.playbook import COLLECTIONS, run_playbook
 
 pytestmark = [needs_lab, pytest.mark.lab]
 
-OTHER = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="
-THIRD = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
 
 
 def live_keys(ns, wg):

@@ -10,10 +10,8 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.wgfleet.wireguard.plugins.module_utils import _files, _keys, _wgconf
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._module import run_core
+from tests.helpers.keys import PEER_A, PSK, SERVER_KEY
 
-SERVER_KEY = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
-PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
-PEER_A = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
 FILE = f"[Interface]\nPrivateKey = {SERVER_KEY}\n[Peer]\nPublicKey = {PEER_A}\nPresharedKey = {PSK}\n"
 
 

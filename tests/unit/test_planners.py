@@ -17,11 +17,10 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._peers import (
 )
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgrest import restore_hook
-
-KEY = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
-A = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
-B = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="
-C = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+from tests.helpers.keys import PEER_A as A
+from tests.helpers.keys import PEER_B as B
+from tests.helpers.keys import PEER_C as C
+from tests.helpers.keys import SERVER_KEY as KEY
 
 
 def spec(key, **options):

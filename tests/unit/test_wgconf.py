@@ -18,11 +18,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import (
     parse,
     render,
 )
-
-SERVER_KEY = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
-PEER_A = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
-PEER_B = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="
-PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
+from tests.helpers.keys import PEER_A, PEER_B, PSK, SERVER_KEY
 
 # The shape of files seen in the wild: wg-quick(8)'s example, a road-warrior server with
 # iptables hooks and IPv6, and a hand-written file with odd case, spacing and comments.

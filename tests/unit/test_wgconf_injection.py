@@ -17,11 +17,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import (
     parse,
     render,
 )
-
-SERVER_KEY = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
-PEER_A = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
-PEER_B = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="
-PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
+from tests.helpers.keys import PEER_A, PEER_B, PSK, SERVER_KEY
 
 # Every character str.splitlines() ends a line at, NUL, and a few other control characters.
 BREAKS = ["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\x00", "\x1b", "\x7f"]
