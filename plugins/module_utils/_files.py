@@ -32,17 +32,28 @@ def temp_path(path: str) -> str:
 
 def read_config(path: str) -> Interface | None:
     """The parsed file, or None when it does not exist."""
+    # No newline translation: the parser splits lines at \n as bash does, a lone \r stays inside its line.
+    text = read_raw(path)
+    return None if text is None else parse(text, source=path)
+
+
+def read_raw(path: str) -> str | None:
+    """The file's text exactly as it is (no newline translation), or None when it does not exist."""
     try:
-        # newline="": no translation of \r or \r\n; the parser splits lines at \n as bash does.
         with open(path, encoding="utf-8", newline="") as handle:
-            text = handle.read()
+            return handle.read()
     except FileNotFoundError:
         return None
-    except UnicodeDecodeError:
-        raise WgError(f"cannot read {path}: it is not UTF-8 text") from None
-    except OSError as exc:
-        raise WgError(f"cannot read {path}: {exc.strerror}") from None
-    return parse(text, source=path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WgError(f"cannot read {path}: {getattr(exc, 'strerror', None) or 'it is not UTF-8 text'}") from None
+
+
+def put_back(path: str, raw: str | None) -> None:
+    """Make ``path`` what :func:`read_raw` found: the same bytes, or no file. The caller holds the lock."""
+    if raw is None:
+        remove(path)
+    else:
+        write_atomic(path, raw)
 
 
 def loose_mode(path: str) -> int | None:

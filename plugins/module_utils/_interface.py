@@ -19,7 +19,7 @@ from . import _device, _files
 from ._difference import DifferenceTracker, same_value
 from ._errors import WgError, WgValueError
 from ._keys import generate_private_key, public_key
-from ._wgconf import HOOKS, Interface, check_ifname, check_text, render
+from ._wgconf import HOOKS, Interface, check_ifname, check_text, parse, render
 
 # Settings wg-quick applies only when it brings the interface up.
 RESTART_SETTINGS = ("address", "dns", "mtu", "table", *HOOKS)
@@ -164,8 +164,8 @@ class InterfacePlan:
 def ensure(req: InterfaceRequest, check_mode: bool) -> dict:
     path = _files.config_path(req.config_dir, req.name)
     with _files.locked(req.config_dir, req.name):
-        existing = _files.read_config(path)
-        original = _read_bytes(path) if existing is not None else None
+        original = _files.read_raw(path)
+        existing = None if original is None else parse(original, source=path)
         live = _device.read_dump(req.name)
         plan = plan_interface(req, path, existing, live, _files.loose_mode(path), check_mode)
         result = {**plan.report(), "diff": plan.diff()}
@@ -228,15 +228,7 @@ def plan_interface(req: InterfaceRequest, path: str, existing: Interface | None,
     return InterfacePlan(req.name, path, "present", existing, desired, live, diff, device, key_source, live_only)
 
 
-def _read_bytes(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def apply(plan: InterfacePlan, req: InterfaceRequest, original: bytes | None) -> dict:
+def apply(plan: InterfacePlan, req: InterfaceRequest, original: str | None) -> dict:
     """Carry out ``plan``. On a failure the file (byte for byte) and the device are put back, then the error raised."""
     action, name, path = plan.device.action, plan.name, plan.path
     out: dict = {}
@@ -269,7 +261,7 @@ def apply(plan: InterfacePlan, req: InterfaceRequest, original: bytes | None) ->
     return out
 
 
-def _put_back(plan: InterfacePlan, req: InterfaceRequest, original: bytes | None, backup: str | None,
+def _put_back(plan: InterfacePlan, req: InterfaceRequest, original: str | None, backup: str | None,
               done: set) -> None:
     """Best effort, each step on its own: the file as it was, then the interface as it ran."""
     name, path = plan.name, plan.path
@@ -279,10 +271,7 @@ def _put_back(plan: InterfacePlan, req: InterfaceRequest, original: bytes | None
             _device.down(path, name)
     if "file" in done:
         with contextlib.suppress(OSError, WgError):
-            if original is None:
-                _files.remove(path)
-            else:
-                _files.write_atomic(path, original.decode("utf-8"))
+            _files.put_back(path, original)
     if backup:
         with contextlib.suppress(OSError):
             os.unlink(backup)

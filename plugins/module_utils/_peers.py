@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from . import _device, _files
 from ._errors import WgError, WgValueError, shown
 from ._keys import check_key
-from ._wgconf import Interface, Peer, check_ifname, check_text, check_unique_allowed_ips, render
+from ._wgconf import Interface, Peer, check_ifname, check_text, check_unique_allowed_ips, parse, render
 
 # Per-peer options a user sets; None means "keep what the peer has".
 PEER_OPTIONS = ("allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name")
@@ -187,8 +187,8 @@ class FileBackend:
         self.config_dir = config_dir
         self.backup = backup
 
-    def plan(self, specs: list[PeerSpec], exclusive: bool) -> FilePeerPlan:
-        existing = _files.read_config(self.path)
+    def plan(self, specs: list[PeerSpec], exclusive: bool, original: str | None) -> FilePeerPlan:
+        existing = None if original is None else parse(original, source=self.path)
         if existing is None:
             raise WgValueError(
                 f"interface: {self.interface!r} does not exist (no {self.path}); create it with wg_interface first"
@@ -205,8 +205,8 @@ class FileBackend:
 
     def apply(self, specs: list[PeerSpec], exclusive: bool, check_mode: bool) -> dict:
         with _files.locked(self.config_dir, self.interface):
-            original = _read_text(self.path)
-            plan = self.plan(specs, exclusive)
+            original = _files.read_raw(self.path)
+            plan = self.plan(specs, exclusive, original)
             result = {**plan.report(), "diff": plan.diff()}
             if check_mode or not plan.changed:
                 return result
@@ -222,9 +222,9 @@ class FileBackend:
             except WgError as exc:
                 # Leave the host as it was: the device first (it may be carrying traffic), then the file.
                 _device.undo(change)
-                if plan.write_file and original is not None:
+                if plan.write_file:
                     with contextlib.suppress(OSError):
-                        _files.write_atomic(self.path, original)
+                        _files.put_back(self.path, original)
                 if backup_file:
                     with contextlib.suppress(OSError):
                         os.unlink(backup_file)
@@ -233,10 +233,3 @@ class FileBackend:
                 result["backup_file"] = backup_file
             return result
 
-
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError):
-        return None
