@@ -232,4 +232,3 @@ class FileBackend:
             if backup_file:
                 result["backup_file"] = backup_file
             return result
-

@@ -26,7 +26,6 @@ from tests.helpers.playbook import COLLECTIONS, run_playbook
 pytestmark = [needs_lab, pytest.mark.lab]
 
 
-
 def live_keys(ns, wg):
     return {row[0] for row in wg_dump(ns, wg)[1:]}
 
