@@ -374,6 +374,7 @@ _PEER_KEYS = {
 # what wg's own parser drops from a line wherever it stands.
 _SPACE = " \t\v\f\r"
 _DROP_SPACE = str.maketrans("", "", _SPACE)
+_ANY_SPACE = re.compile("[ \t\v\f\r]")
 _KEY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,31}\Z")
 _WG_QUICK_ONLY = ("address", "dns", "mtu", "table", *HOOKS, "save_config")
 
@@ -419,13 +420,15 @@ def parse(text: str, source: str = "<config>") -> Interface:
                 raise WgValueError(f"{where}: unknown section (only [Interface] and [Peer] exist)")
             continue
         key, equals, value = stripped.partition("=")
-        key = key.strip(_SPACE)
+        key, value = key.strip(_SPACE), value.strip(_SPACE)
         table = _PEER_KEYS if section == "peer" else _INTERFACE_KEYS
         entry = table.get(key.lower())
         if entry is None or entry[0] not in _WG_QUICK_ONLY:
             # What wg reads: the line without any space.
-            entry = table.get(key.translate(_DROP_SPACE).lower())
-            value = value.translate(_DROP_SPACE)
+            if entry is None:
+                entry = table.get(key.translate(_DROP_SPACE).lower())
+            if _ANY_SPACE.search(value):
+                value = value.translate(_DROP_SPACE)
         if not equals:
             raise WgValueError(f"{where}: the line is not 'Key = Value'")
         if entry is None or (entry[0] in _WG_QUICK_ONLY and section != "interface"):
@@ -434,11 +437,9 @@ def parse(text: str, source: str = "<config>") -> Interface:
         if section is None:
             raise WgValueError(f"{where}: {key!r} outside of a section")
         name, repeatable = entry
-        value = value.strip(_SPACE)
-        if name in HOOKS:
+        if repeatable:
+            # The model splits list values at commas (hooks are one command a line).
             current.setdefault(name, []).append(value)
-        elif repeatable:
-            current.setdefault(name, []).extend(_split_list(name, value))
         else:
             current[name] = value
     if section is None:
