@@ -119,7 +119,7 @@ def normalize_allowed_ips(option: str, values) -> tuple[str, ...]:
     """
     if isinstance(values, str):
         values = (values,)
-    if isinstance(values, (list, tuple)) and all(type(v) is str for v in values):
+    if isinstance(values, (list, tuple)) and all(isinstance(v, str) for v in values):
         return _allowed_ips(option, tuple(values))
     return _allowed_ips.__wrapped__(option, values)
 
