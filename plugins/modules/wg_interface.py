@@ -160,6 +160,11 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ wg0.public_key }}"
 
+- name: On a host where applications add peers through wgrest, give wg0 those peers back whenever it starts
+  wgfleet.wireguard.wg_interface:
+    name: wg0
+    api_peers_dir: /var/lib/wgrest/wireguard
+
 - name: Write wg1's file but leave the interface down
   wgfleet.wireguard.wg_interface:
     name: wg1
