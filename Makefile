@@ -3,8 +3,17 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 BUILD := build/ansible_collections/wgfleet/wireguard
-DEBS := wireguard-go wireguard-tools iproute2 iptables iputils-ping postgresql git rsync
+# python3-cryptography and python3-psycopg2: the managed-host tests run the modules with Debian's own Python.
+DEBS := wireguard-go wireguard-tools iproute2 iptables iputils-ping postgresql git rsync \
+	python3-cryptography python3-psycopg2
 PG_BIN := /usr/lib/postgresql/15/bin
+# Managed hosts run Python 3.9 to 3.13. The machine's pyenv has them (the pyenv shims do not run: use the real
+# binaries); the python-specific sanity tests run on each one found, and .venv-py39 holds the oldest libraries
+# the collection supports (requirements-floor.txt) for the managed-host integration tests.
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo /root/.pyenv)
+host_python = $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1))))
+HOST_PYTHONS := $(foreach v,3.9 3.10 3.11 3.12 3.13,$(if $(call host_python,$(v)),$(v)))
+PY39 := $(call host_python,3.9)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -25,7 +34,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-venv: $(VENV)/.installed
+# A managed host of RHEL 9 / Debian 11 age: Python 3.9 with their cryptography and psycopg2 (skipped without 3.9).
+.venv-py39/.installed: requirements-floor.txt
+	@if [ -n "$(PY39)" ]; then \
+	  test -x .venv-py39/bin/python || $(PY39) -m venv .venv-py39; \
+	  .venv-py39/bin/python -m pip install -q --disable-pip-version-check -r requirements-floor.txt && touch $@; \
+	else echo "no Python 3.9 under $(PYENV_ROOT)/versions: the Python 3.9 managed-host tests will be skipped"; fi
+
+venv: $(VENV)/.installed .venv-py39/.installed
 	@mkdir -p .collections/ansible_collections/wgfleet
 	@ln -sfn ../../.. .collections/ansible_collections/wgfleet/wireguard
 
@@ -40,6 +56,13 @@ sanity: venv
 	cd $(BUILD) && git init -q && git add -A && git -c user.name=ci -c user.email=ci@localhost commit -qm sanity
 	mkdir -p ~/.ansible/test/cache && cp scripts/get_pip_offline.py ~/.ansible/test/cache/get_pip_24_2.py
 	cd $(BUILD) && $(CURDIR)/$(VENV)/bin/ansible-test sanity --requirements --python 3.11 --color no
+	@# The tests that depend on the Python version, on every other managed-host Python the machine has.
+	@for v in $(filter-out 3.11,$(HOST_PYTHONS)); do \
+	  bin=$$(dirname $$(ls -d $(PYENV_ROOT)/versions/$$v.*/bin/python$$v | sort -V | tail -1)); \
+	  echo "sanity on Python $$v ($$bin)"; \
+	  (cd $(BUILD) && PATH="$$bin:$$PATH" $(CURDIR)/$(VENV)/bin/ansible-test sanity --requirements --python $$v \
+	    --test compile --test import --color no) || exit 1; \
+	done
 
 unit: venv
 	$(PY) -m pytest tests/unit
@@ -52,4 +75,4 @@ bench: deps venv
 	@for b in bench/bench_backup.py bench/bench_sync.py; do [ ! -f $$b ] || $(PY) $$b; done
 
 clean:
-	rm -rf build .collections $(VENV)
+	rm -rf build .collections $(VENV) .venv-py39

@@ -22,14 +22,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.helpers.netns import Lab, sh  # noqa: E402
+from tests.helpers.netns import inner_arguments, run_in_lab, sh  # noqa: E402
 from tests.helpers.playbook import ensure_collection_path  # noqa: E402
 
 sys.path.insert(0, str(ensure_collection_path()))
@@ -127,25 +126,13 @@ def main() -> None:
     parser.add_argument("--peers", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-module", dest="module", action="store_false")
-    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--name", help=argparse.SUPPRESS)
-    parser.add_argument("--config-dir", help=argparse.SUPPRESS)
+    inner_arguments(parser)
     args = parser.parse_args()
     if args.inner:
         inner(args)
         return
-    lab = Lab()
-    try:
-        ns = lab.host("bench")
-        name = lab.wg_name("b")
-        with tempfile.TemporaryDirectory() as tmp:
-            argv = [sys.executable, __file__, "--inner", "--name", name, "--config-dir", tmp,
-                    "--peers", str(args.peers), "--runs", str(args.runs)]
-            if not args.module:
-                argv.append("--no-module")
-            out = sh(*argv, netns=ns).stdout
-    finally:
-        lab.close()
+    out = run_in_lab(__file__, "bench", ["--peers", str(args.peers), "--runs", str(args.runs),
+                                         *([] if args.module else ["--no-module"])])
     results = json.loads(out.splitlines()[-1])
     print(f"{args.peers} peers, {args.runs} runs each, medians in seconds; ratio = ours / raw")
     print("ours: the core call wg_peer makes; module: wg_peer through ansible-playbook; floor: ansible-playbook")

@@ -10,7 +10,7 @@ import pytest
 from tests.helpers.netns import Lab
 from tests.helpers.playbook import ensure_collection_path
 
-pytest_plugins = ["tests.helpers.postgres"]
+pytest_plugins = ["tests.helpers.postgres", "tests.helpers.modules"]
 
 sys.path.insert(0, str(ensure_collection_path()))
 

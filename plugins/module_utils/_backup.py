@@ -134,7 +134,7 @@ def plan_restore(state: dict[str, Interface], config_dir: str, apply: bool, forc
 
 def _plan_live(plan: RestorePlan) -> None:
     desired, live = plan.desired, plan.live
-    plan.action = plan_device(plan.name, plan.existing or Interface(), desired, live).action
+    plan.action = plan_device(plan.existing or Interface(), desired, live).action
     if plan.action not in ("none", "live"):
         return
     plan.live_settings = plan.action == "live"

@@ -1,16 +1,40 @@
 # Private to the wgfleet.wireguard collection: not a public API.
-"""Exceptions of the core. Their messages never carry a private or preshared key."""
+"""Exceptions of the core, and the rules that keep keys out of every message.
+
+Messages never quote a private or preshared key: values are shown through
+:func:`shown`, which hides anything key-shaped, and command output through
+:func:`scrub_keys`. As a net under that, :func:`secret_guard` collects every
+secret key a run handles (``_keys`` reports them), so that the one place where
+messages leave the core (``_module.run_core``) can take them out of whatever
+goes out.
+"""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
 
-# Anything shaped like a WireGuard key (32 bytes of base64). Command output can quote a config
-# line back (`wg` does on a line it rejects), and it cannot tell private keys from public ones.
-_KEY_SHAPE = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+REDACTED = "**redacted**"
+# Anything shaped like a WireGuard key (32 bytes of base64), with or without its "=" (a line split at
+# its first "=" quotes the key without it). Command output can quote a config line back (`wg` does
+# on a line it rejects), and it cannot tell private keys from public ones.
+_KEY_SHAPE = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048](?:=|(?![A-Za-z0-9+/=]))")
+# Wider, for values quoted in messages: any long base64-looking run, a mistyped key included.
+_KEYISH = re.compile(r"[A-Za-z0-9+/_-]{40,}=*")
+SHOWN_MAX = 80
 
 
 def scrub_keys(text: str) -> str:
-    return _KEY_SHAPE.sub("**redacted**", text)
+    return _KEY_SHAPE.sub(REDACTED, text)
+
+
+def shown(value) -> str:
+    """``value`` as a message quotes it: repr, anything key-like hidden, cut to a readable length."""
+    text = _KEYISH.sub(REDACTED, value) if isinstance(value, str) else value
+    quoted = repr(text)
+    if len(quoted) > SHOWN_MAX:
+        quoted = f"{quoted[:SHOWN_MAX - 20]}...' ({len(str(value))} characters)"
+    return quoted
 
 
 class WgError(Exception):
@@ -29,3 +53,70 @@ class WgCommandError(WgError):
         self.rc = rc
         self.stderr = scrub_keys((stderr or "").strip())
         super().__init__(f"{' '.join(self.argv)} failed (rc={rc}): {self.stderr or 'no output'}")
+
+
+# --- the secret guard ------------------------------------------------------------------
+
+_SECRETS: contextvars.ContextVar = contextvars.ContextVar("wgfleet_secrets", default=None)
+
+
+@contextlib.contextmanager
+def secret_guard():
+    """Collect, for the duration of a run, every secret key the core handles; yields the set."""
+    seen: set = set()
+    token = _SECRETS.set(seen)
+    try:
+        yield seen
+    finally:
+        _SECRETS.reset(token)
+
+
+def remember_secret(value: str) -> None:
+    seen = _SECRETS.get()
+    if seen is not None and value:
+        seen.add(value)
+
+
+def redact_secrets(data, secrets: set):
+    """``data`` (strings, lists, dicts) with every one of ``secrets`` replaced, wherever it occurs."""
+    if not secrets:
+        return data
+    if isinstance(data, str):
+        for secret in secrets:
+            if secret in data:
+                data = data.replace(secret, REDACTED)
+        return data
+    if isinstance(data, dict):
+        return {k: redact_secrets(v, secrets) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return type(data)(redact_secrets(v, secrets) for v in data)
+    return data
+
+
+_COLLECTION_PATH = "ansible_collections/wgfleet/wireguard/"
+
+
+def describe_unexpected(exc: BaseException, operation: str) -> str:
+    """A one-line account of a bug: what was being done, the exception, and where in the collection.
+
+    The exception's own text is kept (it often says what went wrong) with
+    anything key-like hidden; the place is the innermost frame in the collection.
+    """
+    where = ""
+    tb = exc.__traceback__
+    frames = []
+    while tb is not None:
+        frames.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno, tb.tb_frame.f_code.co_name))
+        tb = tb.tb_next
+    for filename, lineno, function in reversed(frames):
+        path = filename.replace("\\", "/")
+        if _COLLECTION_PATH in path:
+            where = f" (at {path.split(_COLLECTION_PATH, 1)[1]}:{lineno}, in {function})"
+            break
+    text = _FORBIDDEN_IN_MESSAGE.sub("?", _KEYISH.sub(REDACTED, scrub_keys(str(exc))))
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"unexpected error while {operation}: {type(exc).__name__}{': ' + text if text else ''}{where}"
+
+
+_FORBIDDEN_IN_MESSAGE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -1,82 +1,157 @@
 # Private to the wgfleet.wireguard collection: not a public API.
-"""Config files: read, lock, write atomically (0600 in a 0700 directory), keep a backup."""
+"""Config files: read, lock, write atomically (0600; a directory made here is 0700), keep a backup.
+
+Writers of one interface file hold its lock (``locked``). A write goes through
+one temporary file of a fixed name beside the config, so that a writer killed
+half-way (SIGKILL, power loss) leaves nothing the next one does not clean up
+under the same lock: no stray copy of a key survives.
+"""
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import re
 import shutil
-import tempfile
+import stat
 import time
 
 from ._errors import WgError
 from ._wgconf import Interface, parse, render
+
+PRIVATE = 0o600
 
 
 def config_path(config_dir: str, name: str) -> str:
     return os.path.join(config_dir, f"{name}.conf")
 
 
+def temp_path(path: str) -> str:
+    return os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp")
+
+
 def read_config(path: str) -> Interface | None:
     """The parsed file, or None when it does not exist."""
+    # No newline translation: the parser splits lines at \n as bash does, a lone \r stays inside its line.
+    text = read_raw(path)
+    return None if text is None else parse(text, source=path)
+
+
+def read_raw(path: str) -> str | None:
+    """The file's text exactly as it is (no newline translation), or None when it does not exist."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.read()
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise WgError(f"cannot read {path}: {exc.strerror}") from None
-    return parse(text, source=path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WgError(f"cannot read {path}: {getattr(exc, 'strerror', None) or 'it is not UTF-8 text'}") from None
+
+
+def put_back(path: str, raw: str | None) -> None:
+    """Make ``path`` what :func:`read_raw` found: the same bytes, or no file. The caller holds the lock."""
+    if raw is None:
+        remove(path)
+    else:
+        write_atomic(path, raw)
+
+
+def loose_mode(path: str) -> int | None:
+    """The permission bits of ``path`` when group or others may read or write it, else None."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+    return mode if mode & 0o077 else None
+
+
+def make_private(path: str) -> None:
+    os.chmod(path, PRIVATE)
 
 
 @contextlib.contextmanager
 def locked(config_dir: str, name: str):
-    """Serialize writers of one interface file (modules, wgrest-sync restores, restores).
+    """Serialize writers of one interface file (modules, restores); clean up what a killed writer left.
 
     The lock file sits beside the config; without the directory nothing is locked
     (there is nothing to race over yet), and a read-only directory only reads.
     """
     path = os.path.join(config_dir, f".{name}.lock")
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE)
     except OSError:
         yield
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        _remove_strays(config_path(config_dir, name))
         yield
     finally:
         os.close(fd)
 
 
-def ensure_dir(config_dir: str) -> None:
-    if not os.path.isdir(config_dir):
-        os.makedirs(config_dir, mode=0o700, exist_ok=True)
+# The temporary names this module has used: the fixed one, and mkstemp's (".wg0.conf.k2j4_x9a") before it.
+def _remove_strays(path: str) -> None:
+    directory, base = os.path.dirname(path) or ".", os.path.basename(path)
+    pattern = re.compile(rf"^\.{re.escape(base)}\.(tmp|[a-z0-9_]{{8}})\Z")
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        if pattern.match(entry):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, entry))
+
+
+def ensure_dir(config_dir: str) -> bool:
+    """Create ``config_dir`` with mode 0700 when it is missing; True when it was made.
+
+    An existing directory keeps its mode: it may be shared (/etc/wireguard, a 1777 scratch dir).
+    """
+    if os.path.isdir(config_dir):
+        return False
+    os.makedirs(config_dir, mode=0o700, exist_ok=True)
     os.chmod(config_dir, 0o700)
+    return True
+
+
+def _backup_copy(path: str, move: bool = False) -> str:
+    backup_path = f"{path}.{os.getpid()}.{time.strftime('%Y-%m-%d@%H:%M:%S')}~"
+    if move:
+        os.replace(path, backup_path)
+    else:
+        shutil.copy2(path, backup_path)
+    os.chmod(backup_path, PRIVATE)
+    return backup_path
 
 
 def write_atomic(path: str, text: str, backup: bool = False) -> str | None:
-    """Write ``text`` to ``path`` through a 0600 temporary file and a rename.
+    """Write ``text`` to ``path`` through a 0600 temporary file and a rename; the caller holds the lock.
 
     Returns the backup copy's path when ``backup`` is set and there was a file.
-    A failure leaves the old file as it was.
+    A failure leaves the old file as it was and no temporary file behind.
     """
     directory = os.path.dirname(path) or "."
     ensure_dir(directory)
-    backup_path = None
-    if backup and os.path.exists(path):
-        backup_path = f"{path}.{os.getpid()}.{time.strftime('%Y-%m-%d@%H:%M:%S')}~"
-        shutil.copy2(path, backup_path)
-        os.chmod(backup_path, 0o600)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    data = text.encode("utf-8")
+    backup_path = _backup_copy(path) if backup and os.path.exists(path) else None
+    tmp = temp_path(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # never reuse a file another process may have opened
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        os.fchmod(fd, PRIVATE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
         os.replace(tmp, path)
     except BaseException:
+        if fd >= 0:
+            os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
@@ -88,11 +163,8 @@ def write_config(path: str, iface: Interface, backup: bool = False) -> str | Non
 
 
 def remove(path: str, backup: bool = False) -> str | None:
-    backup_path = None
     if backup and os.path.exists(path):
-        backup_path = f"{path}.{os.getpid()}.{time.strftime('%Y-%m-%d@%H:%M:%S')}~"
-        os.replace(path, backup_path)
-        return backup_path
+        return _backup_copy(path, move=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    return backup_path
+    return None

@@ -1,20 +1,25 @@
 # Private to the wgfleet.wireguard collection: not a public API.
-"""One interface's own settings: plan the change once, then carry it out.
+"""One interface's own settings: plan the change once, then carry it out, or put everything back.
 
 The interface owns its [Interface] section; its peers are kept as they are
 (wg_peer owns them). Settings that only wg-quick applies at start (addresses,
 MTU, DNS, Table, hooks) restart that interface alone; the device's own
-settings (private key, port, fwmark) change live.
+settings (private key, port, fwmark) change live. The plan answers everything
+the module reports (``changed``, the list of changes, the diff) from one
+comparison, and a failed apply leaves the file (byte for byte) and the device
+as they were.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 
 from . import _device, _files
-from ._errors import WgError
+from ._difference import DifferenceTracker, same_value
+from ._errors import WgError, WgValueError
 from ._keys import generate_private_key, public_key
-from ._wgconf import HOOKS, Interface, check_ifname, render
+from ._wgconf import HOOKS, Interface, check_ifname, check_text, parse, render
 
 # Settings wg-quick applies only when it brings the interface up.
 RESTART_SETTINGS = ("address", "dns", "mtu", "table", *HOOKS)
@@ -33,18 +38,35 @@ class InterfaceRequest:
     implementation: str = "auto"
     backup: bool = False
     settings: dict = field(default_factory=dict)
+    # wgrest's dump directory: when set, the PostUp hook that gives a started interface back its API peers.
+    api_peers_dir: str | None = None
 
     def __post_init__(self):
         check_ifname("name", self.name)
+        if self.state not in ("present", "absent"):
+            raise WgValueError(f"state: {self.state!r} is not present or absent")
         if self.implementation not in _device.IMPLEMENTATIONS:
-            raise WgError(f"implementation: {self.implementation!r} is not one of {', '.join(_device.IMPLEMENTATIONS)}")
+            raise WgValueError(f"implementation: {self.implementation!r} is not one of "
+                               f"{', '.join(_device.IMPLEMENTATIONS)}")
+        check_text("config_dir", self.config_dir, comment_ok=True)
+        if not self.config_dir:
+            raise WgValueError("config_dir: must not be empty")
+        unknown = set(self.settings) - set(SETTINGS)
+        if unknown:
+            raise WgValueError(f"{sorted(unknown)[0]}: not an interface setting")
+        if self.api_peers_dir is not None:
+            from ._wgrest import check_dump_dir
 
+            # The directory ends up inside a PostUp line: one line, no '#'.
+            check_text("api_peers_dir", self.api_peers_dir)
+            check_dump_dir(self.api_peers_dir, self.config_dir)
 
-def _same(setting: str, a, b) -> bool:
-    # Addresses compare as sets: the order in the file is kept, but reordering is no change.
-    if setting == "address":
-        return sorted(a) == sorted(b)
-    return a == b
+    def hook(self) -> str | None:
+        if self.api_peers_dir is None:
+            return None
+        from ._wgrest import restore_hook
+
+        return restore_hook(self.api_peers_dir)
 
 
 @dataclass
@@ -53,30 +75,29 @@ class DevicePlan:
     drift: list = field(default_factory=list)  # live settings that differed from the file as it was
 
 
-def plan_device(name: str, before: Interface, desired: Interface, live: Interface | None, up: bool = True) -> DevicePlan:
+def plan_device(before: Interface, desired: Interface, live: Interface | None, up: bool = True) -> DevicePlan:
     """How the running device gets from its state to ``desired`` (the file ``before`` had the old settings).
 
-    Shared by wg_interface and wg_restore, so that both restart for the same reasons.
+    Pure: ``live`` is the device as ``_device.read_dump`` reads it, its addresses
+    and MTU included. Shared by wg_interface and wg_restore, so that both
+    restart for the same reasons.
     """
     if live is None:
         return DevicePlan("up" if up else "none")
     if not up:
         return DevicePlan("down")
-    addresses, mtu = _device.addresses_and_mtu(name)
 
     def differs(setting, wanted) -> bool:
-        if setting == "address":
-            return not _same("address", addresses, wanted)
         if setting == "mtu":
-            return wanted is not None and mtu != wanted
+            return wanted is not None and live.mtu != wanted
         if setting == "listen_port":
             # No ListenPort in the file means any port: the one the device picked is no drift.
             return wanted is not None and live.listen_port != wanted
-        return getattr(live, setting) != wanted
+        return not same_value(setting, getattr(live, setting), wanted)
 
     checked = ("address", "mtu", *LIVE_SETTINGS)
     drift = [s for s in checked if differs(s, getattr(before, s))]
-    if (any(not _same(s, getattr(before, s), getattr(desired, s)) for s in RESTART_SETTINGS)
+    if (any(not same_value(s, getattr(before, s), getattr(desired, s)) for s in RESTART_SETTINGS)
             or differs("address", desired.address) or differs("mtu", desired.mtu)):
         return DevicePlan("restart", drift)
     if any(differs(s, getattr(desired, s)) for s in LIVE_SETTINGS):
@@ -84,101 +105,180 @@ def plan_device(name: str, before: Interface, desired: Interface, live: Interfac
     return DevicePlan("none", drift)
 
 
+@dataclass
+class InterfacePlan:
+    """Everything a run of wg_interface would do; ``changed``, ``report()`` and ``diff()`` derive from it."""
+
+    name: str
+    path: str
+    state: str
+    existing: Interface | None
+    desired: Interface | None  # None: the file goes (state absent)
+    live: Interface | None
+    differences: DifferenceTracker
+    device: DevicePlan
+    key_source: str | None = None
+    live_only: list = field(default_factory=list)
+
+    @property
+    def write_file(self) -> bool:
+        return self.desired is not None and any(n != "mode" for n in self.differences.names())
+
+    @property
+    def fix_mode(self) -> bool:
+        return "mode" in self.differences and not self.write_file
+
+    @property
+    def remove_file(self) -> bool:
+        return self.desired is None and self.existing is not None
+
+    @property
+    def changed(self) -> bool:
+        return self.differences.changed or self.device.action != "none"
+
+    def report(self) -> dict:
+        result = {
+            "changed": self.changed,
+            "name": self.name,
+            "changes": [n for n in self.differences.names() if n != "removed"],
+            "applied": self.device.action,
+        }
+        if self.state == "absent":
+            result["public_key"] = None
+            return result
+        key = self.desired.private_key
+        result.update(
+            public_key=public_key(key) if key else None,
+            private_key_source=self.key_source,
+            drift=sorted(set(self.device.drift)),
+            preserved_peers=[p.public_key for p in self.live_only],
+        )
+        return result
+
+    def diff(self) -> dict:
+        return {"before": render(self.existing, redact=True) if self.existing else "",
+                "after": render(self.desired, redact=True) if self.desired else "",
+                "before_header": self.path, "after_header": self.path}
+
+
 def ensure(req: InterfaceRequest, check_mode: bool) -> dict:
     path = _files.config_path(req.config_dir, req.name)
     with _files.locked(req.config_dir, req.name):
-        existing = _files.read_config(path)
+        original = _files.read_raw(path)
+        existing = None if original is None else parse(original, source=path)
         live = _device.read_dump(req.name)
-        if req.state == "absent":
-            return _absent(req, path, existing, live, check_mode)
-        return _present(req, path, existing, live, check_mode)
-
-
-def _absent(req, path, existing, live, check_mode) -> dict:
-    result = {"changed": existing is not None or live is not None, "name": req.name, "applied": "none",
-              "public_key": None, "changes": [],
-              "diff": {"before": render(existing, redact=True) if existing else "", "after": "",
-                       "before_header": path, "after_header": path}}
-    if check_mode or not result["changed"]:
+        plan = plan_interface(req, path, existing, live, _files.loose_mode(path), check_mode)
+        result = {**plan.report(), "diff": plan.diff()}
+        if check_mode or not plan.changed:
+            return result
+        result.update(apply(plan, req, original))
         return result
-    if live is not None:
-        _device.down(path, req.name)
-        result["applied"] = "down"
-    backup_file = _files.remove(path, backup=req.backup)
-    if backup_file:
-        result["backup_file"] = backup_file
-    return result
 
 
-def _present(req, path, existing, live, check_mode) -> dict:
+def plan_interface(req: InterfaceRequest, path: str, existing: Interface | None, live: Interface | None,
+                   loose_mode: int | None, check_mode: bool) -> InterfacePlan:
+    """The plan of one run. Makes a private key only when one will be written (never in check mode)."""
+    diff = DifferenceTracker()
+    if req.state == "absent":
+        if existing is not None:
+            diff.add("removed")
+        return InterfacePlan(req.name, path, "absent", existing, None, live, diff,
+                             DevicePlan("down" if live is not None else "none"))
+
     base = existing or Interface()
+    if existing is None:
+        diff.add("file")
+    elif loose_mode is not None:
+        # The file holds the private key: group or others must not read it (wg-quick warns, we fix it).
+        diff.add("mode", oct(loose_mode), oct(_files.PRIVATE))
     given = {k: v for k, v in req.settings.items() if v is not None}
+    hook = req.hook()
+    if hook is not None:
+        post_up = tuple(given.get("post_up", base.post_up))
+        if hook not in post_up:
+            given["post_up"] = (*post_up, hook)
+    # Normalize what was given through the model, then keep the file's value wherever it means the same.
+    wanted = base.replace(**given)
+    kept = {s: diff.compare(s, getattr(base, s), getattr(wanted, s)) for s in SETTINGS if s != "private_key"}
+
     key_source = "given" if given.get("private_key") else None
+    private_key = diff.compare("private_key", base.private_key, wanted.private_key)
     if not key_source:
         if base.private_key:
             key_source = "file"
         elif live is not None and live.private_key:
-            given["private_key"], key_source = live.private_key, "device"
+            private_key, key_source = live.private_key, "device"
+            diff.add("private_key")
         else:
             key_source = "generated"
+            diff.add("private_key")
             # A key is made only when it will be written: check mode reports it and makes none.
-            if not check_mode:
-                given["private_key"] = generate_private_key()
-    desired = base.replace(**given)
-    changes = [s for s in SETTINGS if not _same(s, getattr(base, s), getattr(desired, s))]
-    if existing is None:
-        changes = sorted(set(changes) | {"file"}, key=lambda s: (s != "file", s))
-    if key_source == "generated":
-        changes = sorted(set(changes) | {"private_key"})
+            private_key = None if check_mode else generate_private_key()
+    desired = base.replace(private_key=private_key, **kept)
 
-    device = plan_device(req.name, base, desired, live, req.up)
-    action, drift = device.action, device.drift
+    device = plan_device(base, desired, live, req.up)
     live_only = []
-    if action == "restart":
+    if device.action == "restart":
         known = {p.public_key for p in base.peers}
         live_only = [p for p in live.peers if p.public_key not in known]
     if live_only:
         # A restart reloads peers from the file: keep the ones that exist only live.
         desired = desired.replace(peers=base.peers + tuple(live_only))
+        diff.add("peers")
+    return InterfacePlan(req.name, path, "present", existing, desired, live, diff, device, key_source, live_only)
 
-    file_changed = existing is None or desired != existing
-    result = {
-        "changed": file_changed or action != "none",
-        "name": req.name,
-        "public_key": public_key(desired.private_key) if desired.private_key else None,
-        "private_key_source": key_source,
-        "changes": changes,
-        "drift": sorted(set(drift)),
-        "applied": action,
-        "preserved_peers": [p.public_key for p in live_only],
-        "diff": {"before": render(existing, redact=True) if existing else "",
-                 "after": render(desired, redact=True), "before_header": path, "after_header": path},
-    }
-    if check_mode or not result["changed"]:
-        return result
 
-    if action in ("down", "restart"):
-        _device.down(path, req.name)
-    if file_changed:
-        backup_file = _files.write_config(path, desired, backup=req.backup)
-        if backup_file:
-            result["backup_file"] = backup_file
+def apply(plan: InterfacePlan, req: InterfaceRequest, original: str | None) -> dict:
+    """Carry out ``plan``. On a failure the file (byte for byte) and the device are put back, then the error raised."""
+    action, name, path = plan.device.action, plan.name, plan.path
+    out: dict = {}
+    done: set = set()
     try:
+        if action in ("down", "restart"):
+            _device.down(path, name)  # with the old file, so that its PreDown/PostDown hooks run
+            done.add("down")
+        done.add("file")
+        if plan.write_file:
+            backup = _files.write_config(path, plan.desired, backup=req.backup)
+            if backup:
+                out["backup_file"] = backup
+        elif plan.remove_file:
+            backup = _files.remove(path, backup=req.backup)
+            if backup:
+                out["backup_file"] = backup
+        elif plan.fix_mode:
+            _files.make_private(path)
         if action in ("up", "restart"):
-            _device.up(path, req.implementation)
+            done.add("up")
+            _device.up(path, req.implementation, public_key(plan.desired.private_key))
+            out["implementation"] = _device.running_implementation(name)
         elif action == "live":
-            _device.set_interface(req.name, desired.private_key, desired.listen_port, desired.fwmark)
-    except WgError:
-        # Leave the host as it was: the old file back, the old interface up again.
-        if file_changed:
-            if existing is None:
-                _files.remove(path)
-            else:
-                _files.write_config(path, existing)
-        if action == "restart" and existing is not None:
-            with contextlib.suppress(WgError):
-                _device.up(path, req.implementation)
-        raise
-    if action in ("up", "restart"):
-        result["implementation"] = _device.running_implementation(req.name)
-    return result
+            done.add("live")
+            _device.set_interface(name, plan.desired.private_key, plan.desired.listen_port, plan.desired.fwmark)
+    except WgError as exc:
+        _put_back(plan, req, original, out.pop("backup_file", None), done)
+        raise WgError(f"{exc} (the file and the interface were put back as they were)") from None
+    return out
+
+
+def _put_back(plan: InterfacePlan, req: InterfaceRequest, original: str | None, backup: str | None,
+              done: set) -> None:
+    """Best effort, each step on its own: the file as it was, then the interface as it ran."""
+    name, path = plan.name, plan.path
+    if "up" in done and _device.link_exists(name):
+        # Started, but it failed its check: take it down with the new file, whose PostUp ran.
+        with contextlib.suppress(WgError):
+            _device.down(path, name)
+    if "file" in done:
+        with contextlib.suppress(OSError, WgError):
+            _files.put_back(path, original)
+    if backup:
+        with contextlib.suppress(OSError):
+            os.unlink(backup)
+    if "live" in done and plan.live is not None:
+        with contextlib.suppress(WgError):
+            _device.set_interface(name, plan.live.private_key, plan.live.listen_port, plan.live.fwmark)
+    if "down" in done and plan.existing is not None and not _device.link_exists(name):
+        with contextlib.suppress(WgError):
+            _device.up(path, req.implementation,
+                       public_key(plan.existing.private_key) if plan.existing.private_key else None)

@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import traceback
 
-from ansible.module_utils.basic import missing_required_lib
-
-from ._errors import WgError
-from ._keys import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
+from ._errors import WgError, describe_unexpected, redact_secrets, scrub_keys, secret_guard
 
 
-def run_core(module, action) -> None:
+def run_core(module, action, operation: str | None = None) -> None:
     """Call ``action()`` (the core's work) and exit the module with its result.
 
-    A WgError is the user's to act on: its message goes out as is (it never
-    carries a key). Anything else is a bug: the traceback goes to ``exception``.
+    A WgError is the user's to act on: its message goes out as is. Anything
+    else is a bug: the message says what failed and where, the traceback goes
+    to ``exception``. The net under both: every secret key the run handled
+    (given, read from a file or the device, generated) is taken out of
+    whatever leaves here, and Ansible is told to mask it too.
     """
-    if not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"), exception=str(CRYPTOGRAPHY_IMPORT_ERROR))
-    try:
-        result = action()
-    except WgError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:
-        module.fail_json(msg=f"unexpected error: {type(exc).__name__}", exception=traceback.format_exc())
-    if not module._diff:
-        result.pop("diff", None)
+    operation = operation or f"running {module._name}"
+    with secret_guard() as secrets:
+        try:
+            result = action()
+        except WgError as exc:
+            _leave(module, secrets, failed=True, msg=str(exc))
+        except Exception as exc:
+            _leave(module, secrets, failed=True, msg=describe_unexpected(exc, operation),
+                   exception=scrub_keys(traceback.format_exc()))
+        if not module._diff:
+            result.pop("diff", None)
+        _leave(module, secrets, failed=False, **result)
+
+
+def _leave(module, secrets: set, failed: bool, **result) -> None:
+    module.no_log_values.update(secrets)
+    result = redact_secrets(result, secrets)
+    if failed:
+        module.fail_json(**result)
     module.exit_json(**result)

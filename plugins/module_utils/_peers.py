@@ -8,12 +8,14 @@ REST backend (wgrest) applies the same plan through its API.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, field
 
 from . import _device, _files
-from ._errors import WgValueError
+from ._errors import WgError, WgValueError, shown
 from ._keys import check_key
-from ._wgconf import Interface, Peer, render
+from ._wgconf import Interface, Peer, check_ifname, check_text, check_unique_allowed_ips, parse, render
 
 # Per-peer options a user sets; None means "keep what the peer has".
 PEER_OPTIONS = ("allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name")
@@ -34,12 +36,12 @@ class PeerSpec:
         prefix = f"{where}." if where else ""
         unknown = set(params) - {"public_key", "state", *PEER_OPTIONS}
         if unknown:
-            raise WgValueError(f"{prefix}{sorted(unknown)[0]}: unknown peer option")
+            raise WgValueError(f"{prefix}{shown(sorted(map(str, unknown))[0])}: unknown peer option")
         key = params.get("public_key")
         check_key(f"{prefix}public_key", key)
         state = params.get("state") or "present"
         if state not in ("present", "absent"):
-            raise WgValueError(f"{prefix}state: {state!r} is not present or absent")
+            raise WgValueError(f"{prefix}state: {shown(state)} is not present or absent")
         return cls(**{k: params.get(k) for k in ("public_key", *PEER_OPTIONS)}, state=state)
 
     def build(self, current: Peer | None) -> Peer:
@@ -62,6 +64,8 @@ class PeerPlan:
     added: list[Peer] = field(default_factory=list)
     updated: list[Peer] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    # Keys asked to be absent: they go from the device too, even when the file never had them.
+    absent: set = field(default_factory=set)
 
     @property
     def changed(self) -> bool:
@@ -76,14 +80,18 @@ class PeerPlan:
 
 
 def plan_peers(current: list[Peer], specs: list[PeerSpec], exclusive: bool = False) -> PeerPlan:
-    """Compare what a backend holds with what was asked; peers keep their order, new ones go last."""
+    """Compare what a backend holds with what was asked; peers keep their order, new ones go last.
+
+    Refuses a result in which two peers share an allowed network: WireGuard would
+    give it to one of them, and the other would differ from the file on every run.
+    """
     by_key = {p.public_key: p for p in current}
     wanted: dict[str, Peer | None] = {}
     for spec in specs:
         if spec.public_key in wanted:
-            raise WgValueError(f"peers: public key {spec.public_key!r} is listed twice")
+            raise WgValueError(f"peers: public key {spec.public_key} is listed twice")
         wanted[spec.public_key] = spec.build(by_key.get(spec.public_key)) if spec.state == "present" else None
-    plan = PeerPlan(desired=[])
+    plan = PeerPlan(desired=[], absent={k for k, v in wanted.items() if v is None})
     for peer in current:
         target = wanted.get(peer.public_key, None if exclusive else peer)
         if target is None:
@@ -96,15 +104,19 @@ def plan_peers(current: list[Peer], specs: list[PeerSpec], exclusive: bool = Fal
         if target is not None and key not in by_key:
             plan.desired.append(target)
             plan.added.append(target)
+    check_unique_allowed_ips(plan.desired)
     return plan
 
 
-def live_drift(desired: list[Peer], live: Interface, exclusive: bool, changed: set[str]) -> tuple[list[Peer], list[str]]:
+def live_drift(desired: list[Peer], live: Interface, exclusive: bool, changed: set[str],
+               removed=()) -> tuple[list[Peer], list[str]]:
     """Peers to send to the running device, and live peers to remove.
 
     A peer goes live when the plan changed it (``changed``) or its live state
     differs from ``desired``. Endpoints are left out of that comparison: WireGuard
-    learns them from traffic (roaming), so a live endpoint is no drift. Live peers
+    learns them from traffic (roaming), so a live endpoint is no drift. Every key
+    in ``removed`` (taken out of the file, or asked to be absent) leaves the device
+    at once: a revoked key must not complete another handshake. Other live peers
     that the file does not know are left alone unless ``exclusive``: an
     application may have added them through the API moments ago.
     """
@@ -114,58 +126,109 @@ def live_drift(desired: list[Peer], live: Interface, exclusive: bool, changed: s
         current = live_map.get(peer.public_key)
         if peer.public_key in changed or current is None or current != peer.replace(name=None, endpoint=current.endpoint):
             upsert.append(peer)
-    remove = []
-    if exclusive:
-        keep = {p.public_key for p in desired}
-        remove = [k for k in live_map if k not in keep]
+    keep = {p.public_key for p in desired}
+    gone = set(removed)
+    remove = [k for k in live_map if k not in keep and (exclusive or k in gone)]
     return upsert, remove
+
+
+@dataclass
+class FilePeerPlan:
+    """One wg_peer run with the file backend: the file, the device, and how each changes."""
+
+    path: str
+    existing: Interface
+    desired: Interface
+    peers: PeerPlan
+    live: Interface | None
+    upsert: list = field(default_factory=list)
+    remove: list = field(default_factory=list)
+    fix_mode: bool = False
+
+    @property
+    def write_file(self) -> bool:
+        return self.peers.changed
+
+    @property
+    def live_change(self) -> bool:
+        return self.live is not None and bool(self.upsert or self.remove)
+
+    @property
+    def changed(self) -> bool:
+        return self.write_file or self.fix_mode or self.live_change
+
+    def report(self) -> dict:
+        in_file = {p.public_key for p in self.peers.added + self.peers.updated}
+        summary = self.peers.summary()
+        summary["removed"] += [k for k in self.remove if k not in self.peers.removed and k in self.peers.absent]
+        explained = in_file | set(summary["removed"])
+        drift = sorted({p.public_key for p in self.upsert} | set(self.remove)) if self.live else []
+        return {
+            "changed": self.changed,
+            "peers": summary,
+            "drift": [k for k in drift if k not in explained],
+            "peer_count": len(self.desired.peers),
+            "changes": (["peers"] if self.write_file else []) + (["mode"] if self.fix_mode else []),
+            "applied": "live" if self.live_change else ("file" if self.write_file or self.fix_mode else "none"),
+        }
+
+    def diff(self) -> dict:
+        return {"before": render(self.existing, redact=True), "after": render(self.desired, redact=True),
+                "before_header": self.path, "after_header": self.path}
 
 
 class FileBackend:
     """Peers kept in the wg-quick file and, when the interface runs, on the device."""
 
     def __init__(self, interface: str, config_dir: str = "/etc/wireguard", backup: bool = False):
-        self.interface = interface
+        self.interface = check_ifname("interface", interface)
+        check_text("config_dir", config_dir, comment_ok=True)
         self.path = _files.config_path(config_dir, interface)
         self.config_dir = config_dir
         self.backup = backup
 
+    def plan(self, specs: list[PeerSpec], exclusive: bool, original: str | None) -> FilePeerPlan:
+        existing = None if original is None else parse(original, source=self.path)
+        if existing is None:
+            raise WgValueError(
+                f"interface: {self.interface!r} does not exist (no {self.path}); create it with wg_interface first"
+            )
+        peers = plan_peers(list(existing.peers), specs, exclusive)
+        desired = existing.replace(peers=tuple(peers.desired))
+        live = _device.read_dump(self.interface)
+        plan = FilePeerPlan(self.path, existing, desired, peers, live, fix_mode=_files.loose_mode(self.path) is not None)
+        if live is not None:
+            changed = {p.public_key for p in peers.added + peers.updated}
+            plan.upsert, plan.remove = live_drift(peers.desired, live, exclusive, changed,
+                                                  removed=set(peers.removed) | peers.absent)
+        return plan
+
     def apply(self, specs: list[PeerSpec], exclusive: bool, check_mode: bool) -> dict:
         with _files.locked(self.config_dir, self.interface):
-            existing = _files.read_config(self.path)
-            if existing is None:
-                raise WgValueError(
-                    f"interface: {self.interface!r} does not exist (no {self.path}); create it with wg_interface first"
-                )
-            plan = plan_peers(list(existing.peers), specs, exclusive)
-            desired = existing.replace(peers=tuple(plan.desired))
-            live = _device.read_dump(self.interface)
-            changed_in_file = {p.public_key for p in plan.added + plan.updated}
-            upsert, remove = live_drift(plan.desired, live, exclusive, changed_in_file) if live else ([], [])
-            drift = sorted({p.public_key for p in upsert} - changed_in_file | (set(remove) - set(plan.removed)))
-            result = {
-                "changed": plan.changed or bool(upsert or remove),
-                "peers": plan.summary(),
-                "drift": drift,
-                "peer_count": len(plan.desired),
-                "applied": "none",
-                "diff": {
-                    "before": render(existing, redact=True),
-                    "after": render(desired, redact=True),
-                    "before_header": self.path,
-                    "after_header": self.path,
-                },
-            }
-            if check_mode or not result["changed"]:
+            original = _files.read_raw(self.path)
+            plan = self.plan(specs, exclusive, original)
+            result = {**plan.report(), "diff": plan.diff()}
+            if check_mode or not plan.changed:
                 return result
-            if plan.changed:
-                backup_file = _files.write_config(self.path, desired, backup=self.backup)
+            backup_file = None
+            change = _device.LiveChange(self.interface, before={})
+            try:
+                if plan.write_file:
+                    backup_file = _files.write_config(self.path, plan.desired, backup=self.backup)
+                elif plan.fix_mode:
+                    _files.make_private(self.path)
+                if plan.live_change:
+                    _device.change_peers(self.interface, plan.desired, plan.upsert, plan.remove, plan.live, change)
+            except WgError as exc:
+                # Leave the host as it was: the device first (it may be carrying traffic), then the file.
+                _device.undo(change)
+                if plan.write_file:
+                    with contextlib.suppress(OSError):
+                        _files.put_back(self.path, original)
                 if backup_file:
-                    result["backup_file"] = backup_file
-                result["applied"] = "file"
-            if live is not None and (upsert or remove):
-                _device.apply_peers(self.interface, upsert, remove, live.peer_map())
-                added_routes = [p for p in upsert if p.public_key not in live.peer_map() or p in plan.updated]
-                _device.add_routes(self.interface, desired, added_routes)
-                result["applied"] = "live"
+                    with contextlib.suppress(OSError):
+                        os.unlink(backup_file)
+                raise WgError(f"{exc} (the file and the device were put back as they were)") from None
+            if backup_file:
+                result["backup_file"] = backup_file
             return result

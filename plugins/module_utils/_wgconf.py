@@ -15,21 +15,53 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from ._errors import WgValueError
-from ._keys import REDACTED, check_key
+from ._errors import REDACTED, WgValueError, shown
+from ._keys import check_key
 
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_=+.-]{1,15}$")
+# Linux interface names as wg-quick accepts them. Anchored with \Z: "$" would let a final newline through.
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_=+.-]{1,15}\Z")
 HOOKS = ("pre_up", "post_up", "pre_down", "post_down")
 # The comment line that carries a peer's human label; wg-quick ignores it.
 NAME_COMMENT = "# Name = "
+# Longest label and hook accepted: a file line, not a document.
+MAX_LABEL = 256
+MAX_HOOK = 4096
+
+# What can never be part of a value in a wg-quick file: every character that ends a line for
+# someone (str.splitlines() splits on \n \r \v \f \x1c-\x1e \x85 \u2028 \u2029; bash on \n), NUL
+# and the other control characters, and lone surrogates (not writable as UTF-8). A tab is allowed
+# inside free text (hooks, labels): bash reads it as part of the line.
+_FORBIDDEN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def is_ifname(value) -> bool:
+    """True for a valid interface name (what wg-quick accepts as NAME and NAME.conf)."""
+    return isinstance(value, str) and bool(IFNAME_RE.match(value)) and value not in (".", "..")
 
 
 def check_ifname(option: str, value) -> str:
-    if not isinstance(value, str) or not IFNAME_RE.match(value) or value in (".", ".."):
+    if not is_ifname(value):
         raise WgValueError(
-            f"{option}: {value!r} is not a valid interface name "
+            f"{option}: {shown(value)} is not a valid interface name "
             "(1 to 15 of the characters A-Z a-z 0-9 _ = + . -)"
         )
+    return value
+
+
+def check_text(option: str, value, comment_ok: bool = False) -> str:
+    """``value`` as a single line of text that means the same once written to a wg-quick file.
+
+    Refuses line breaks of every kind and control characters (a tab aside); without
+    ``comment_ok`` also ``#``, where wg-quick cuts the line, so the value could not be read back.
+    """
+    if not isinstance(value, str):
+        raise WgValueError(f"{option}: {shown(value)} is not a string")
+    bad = _FORBIDDEN.search(value)
+    if bad:
+        raise WgValueError(f"{option}: {shown(value)} holds a line break or control character "
+                           f"(U+{ord(bad.group()):04X}); a value must be a single line")
+    if not comment_ok and "#" in value:
+        raise WgValueError(f"{option}: {shown(value)} holds '#', where wg-quick cuts the line as a comment")
     return value
 
 
@@ -39,7 +71,7 @@ def check_port(option: str, value) -> int:
     except (TypeError, ValueError):
         port = -1
     if isinstance(value, bool) or not 0 <= port <= 65535:
-        raise WgValueError(f"{option}: {value!r} is not a port number (0-65535)")
+        raise WgValueError(f"{option}: {shown(value)} is not a port number (0-65535)")
     return port
 
 
@@ -48,15 +80,19 @@ def check_int(option: str, value, low: int, high: int) -> int:
         number = int(str(value), 0) if isinstance(value, str) else int(value)
     except (TypeError, ValueError):
         number = None
-    if isinstance(value, bool) or number is None or not low <= number <= high:
-        raise WgValueError(f"{option}: {value!r} is not a whole number from {low} to {high}")
+    if isinstance(value, (bool, float)) or number is None or not low <= number <= high:
+        raise WgValueError(f"{option}: {shown(value)} is not a whole number from {low} to {high}")
     return number
 
 
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 # IPv4 written canonically (no leading zeros): the common case, read without ipaddress.
-_IPV4_CIDR = re.compile(rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}/(3[0-2]|[12]?\d)$")
-_IPV4_ENDPOINT = re.compile(rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}:(\d{{1,5}})$")
+_IPV4_CIDR = re.compile(rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}/(3[0-2]|[12]?\d)\Z")
+_IPV4_ENDPOINT = re.compile(rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}:([1-9]\d{{0,4}})\Z")
+# A DNS name: labels of letters, digits, '-' and '_' (not at either end), dots between, a final dot allowed.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_DOMAIN = re.compile(rf"^(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?\Z")
+_TABLE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -69,72 +105,151 @@ def _network(value: str) -> tuple:
         address = (a << 24) | (b << 16) | (c << 8) | d
         if address & ((1 << (32 - prefix)) - 1) == 0:
             return (4, address.to_bytes(4, "big"), prefix), value
+    if "%" in value:
+        raise ValueError("zone id")
     net = ipaddress.ip_network(value, strict=False)
     return (net.version, net.network_address.packed, net.prefixlen), str(net)
 
 
 def normalize_allowed_ips(option: str, values) -> tuple[str, ...]:
-    """Masked networks, duplicates dropped, IPv4 before IPv6, then by address."""
+    """Masked networks, duplicates dropped, IPv4 before IPv6, then by address. No zone ids: wg refuses them.
+
+    Cached by value: a run reads the same 10,000 peers' networks from the file, the
+    device and the task, and builds each peer more than once.
+    """
+    if isinstance(values, str):
+        values = (values,)
+    if isinstance(values, (list, tuple)) and all(isinstance(v, str) for v in values):
+        return _allowed_ips(option, tuple(values))
+    return _allowed_ips.__wrapped__(option, values)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _allowed_ips(option: str, values) -> tuple[str, ...]:
     nets = set()
-    for value in _split_list(values):
+    for value in _split_list(option, values):
         try:
             nets.add(_network(value))
         except ValueError:
-            raise WgValueError(f"{option}: {value!r} is not an IP network in CIDR notation") from None
+            raise WgValueError(f"{option}: {shown(value)} is not an IP network in CIDR notation "
+                               "(without a %zone)") from None
     return tuple(text for _key, text in sorted(nets))
 
 
 def normalize_addresses(option: str, values) -> tuple[str, ...]:
     """Interface addresses keep their host bits and their order (the first is the primary)."""
     seen = []
-    for value in _split_list(values):
+    for value in _split_list(option, values):
         try:
+            if "%" in value:
+                raise ValueError("zone id")
             iface = ipaddress.ip_interface(value)
         except ValueError:
-            raise WgValueError(f"{option}: {value!r} is not an IP address with an optional /prefix") from None
+            raise WgValueError(f"{option}: {shown(value)} is not an IP address with an optional /prefix "
+                               "(without a %zone)") from None
         if str(iface) not in seen:
             seen.append(str(iface))
     return tuple(seen)
 
 
+def normalize_dns(option: str, values) -> tuple[str, ...]:
+    """DNS servers (IP addresses) and search domains, as wg-quick tells them apart.
+
+    wg-quick takes a value of digits and dots, or one with a colon, for a server
+    and anything else for a search domain; each must then be what it is taken for.
+    """
+    out = []
+    for value in _split_list(option, values):
+        if re.match(r"^[0-9.]+\Z", value) or ":" in value:
+            try:
+                if "%" in value:
+                    raise ValueError("zone id")
+                text = str(ipaddress.ip_address(value))
+            except ValueError:
+                raise WgValueError(f"{option}: {shown(value)} is not an IP address (a DNS server)") from None
+        elif _DOMAIN.match(value):
+            text = value
+        else:
+            raise WgValueError(f"{option}: {shown(value)} is neither an IP address nor a search domain")
+        if text not in out:
+            out.append(text)
+    return tuple(out)
+
+
 def normalize_endpoint(option: str, value) -> str | None:
-    """``host:port`` with IPv6 in brackets; IP literals in their compressed form."""
+    """``host:port`` with IPv6 in brackets; IP literals in their compressed form, host names in lower case.
+
+    An IPv6 zone id is kept when it names an interface (``[fe80::1%eth0]:51820``).
+    """
     if value in (None, "", "(none)"):
         return None
-    text = str(value).strip()
+    text = check_text(option, value if isinstance(value, str) else str(value)).strip(" ")
     fast = _IPV4_ENDPOINT.match(text)
-    if fast and 0 < int(fast.group(5)) <= 65535 and not fast.group(5).startswith("0"):
+    if fast and int(fast.group(5)) <= 65535:
         return text
-    match = re.match(r"^\[([^\]]+)\]:(\d+)$", text) or re.match(r"^([^:\[\]]+):(\d+)$", text)
+    match = re.match(r"^\[([^\]]+)\]:(\d{1,5})\Z", text) or re.match(r"^([^:\[\]]+):(\d{1,5})\Z", text)
     if not match:
-        raise WgValueError(f"{option}: {value!r} is not host:port (IPv6 as [address]:port)")
+        raise WgValueError(f"{option}: {shown(value)} is not host:port (IPv6 as [address]:port)")
     host, port = match.group(1), int(match.group(2))
     if not 0 < port <= 65535:
-        raise WgValueError(f"{option}: {value!r} has no valid port (1-65535)")
+        raise WgValueError(f"{option}: {shown(value)} has no valid port (1-65535)")
+    address, _percent, zone = host.partition("%")
     try:
-        addr = ipaddress.ip_address(host.split("%")[0])
+        addr = ipaddress.ip_address(address)
     except ValueError:
-        if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", host):
-            raise WgValueError(f"{option}: {value!r} does not name a valid host") from None
+        if zone or not _DOMAIN.match(host) or host.endswith("."):
+            raise WgValueError(f"{option}: {shown(value)} does not name a valid host") from None
         return f"{host.lower()}:{port}"
     if addr.version == 6:
-        return f"[{addr}]:{port}"
+        if zone and not is_ifname(zone):
+            raise WgValueError(f"{option}: {shown(value)} has a zone id that is not an interface name")
+        return f"[{addr}{'%' + zone if zone else ''}]:{port}"
+    if zone:
+        raise WgValueError(f"{option}: {shown(value)} has a zone id on an IPv4 address")
     return f"{addr}:{port}"
 
 
-def _split_list(values) -> list[str]:
+def _split_list(option: str, values) -> list[str]:
+    """A list option's items: comma-separated parts of each string, stripped of spaces, empty ones dropped."""
     if values is None:
         return []
-    if isinstance(values, str):
+    if isinstance(values, (str, int)):
         values = [values]
+    elif not isinstance(values, (list, tuple)):
+        raise WgValueError(f"{option}: {shown(values)} is not a list")
     out = []
     for item in values:
-        item = str(item)
-        if "," in item:
-            out.extend(part.strip() for part in item.split(",") if part.strip())
-        elif item.strip():
-            out.append(item.strip())
+        if not isinstance(item, str):
+            if isinstance(item, (dict, list, tuple, bool)) or item is None:
+                raise WgValueError(f"{option}: {shown(item)} is not a string")
+            item = str(item)
+        check_text(option, item)
+        out.extend(part.strip(" \t") for part in item.split(",") if part.strip(" \t"))
     return out
+
+
+def _free_text(option: str, value, limit: int, comment_ok: bool) -> str | None:
+    """A hook or a label: one line of at most ``limit`` characters, spaces at either end dropped."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    text = check_text(option, value, comment_ok=comment_ok).strip(" \t")
+    if len(text) > limit:
+        raise WgValueError(f"{option}: {shown(value)} is longer than {limit} characters")
+    return text or None
+
+
+def check_unique_allowed_ips(peers, option: str = "peers") -> None:
+    """Refuse two peers with the same allowed network: WireGuard gives it to one of them only,
+    so the other would differ from the file forever."""
+    owner: dict = {}
+    for peer in peers:
+        for net in peer.allowed_ips:
+            other = owner.setdefault(net, peer.public_key)
+            if other != peer.public_key:
+                raise WgValueError(
+                    f"{option}: {net} is in the allowed IPs of two peers, {other} and {peer.public_key}; "
+                    "WireGuard routes a network to one peer only"
+                )
 
 
 @dataclass(frozen=True)
@@ -154,12 +269,12 @@ class Peer:
         set_(self, "allowed_ips", normalize_allowed_ips("allowed_ips", self.allowed_ips))
         set_(self, "endpoint", normalize_endpoint("endpoint", self.endpoint))
         keepalive = self.persistent_keepalive
-        set_(self, "persistent_keepalive", 0 if keepalive in (None, "off") else check_int("persistent_keepalive", keepalive, 0, 65535))
+        if keepalive in (None, "off"):
+            keepalive = 0
+        set_(self, "persistent_keepalive", check_int("persistent_keepalive", keepalive, 0, 65535))
         if self.name is not None:
-            name = str(self.name)
-            if "\n" in name or "\r" in name:
-                raise WgValueError(f"name: {name!r} must be a single line")
-            set_(self, "name", name.strip() or None)
+            # A label is a comment line of its own: '#' is fine there, a line break never.
+            set_(self, "name", _free_text("name", self.name, MAX_LABEL, comment_ok=True))
 
     def replace(self, **changes) -> Peer:
         return dataclasses.replace(self, **changes)
@@ -202,28 +317,36 @@ class Interface:
         elif self.fwmark is not None:
             set_(self, "fwmark", check_int("fwmark", self.fwmark, 1, 0xFFFFFFFF))
         set_(self, "address", normalize_addresses("address", self.address))
-        set_(self, "dns", tuple(_split_list(self.dns)))
+        set_(self, "dns", normalize_dns("dns", self.dns))
         if self.mtu in (0, "0"):
             set_(self, "mtu", None)
         elif self.mtu is not None:
             set_(self, "mtu", check_int("mtu", self.mtu, 576, 65535))
         if self.table is not None:
-            table = str(self.table).strip()
-            if table and not re.match(r"^[A-Za-z0-9_.-]+$", table):
-                raise WgValueError(f"table: {self.table!r} is not off, auto, a number or a table name")
+            table = self.table if isinstance(self.table, str) else str(check_int("table", self.table, 0, 0xFFFFFFFF))
+            table = check_text("table", table).strip(" \t")
+            if table and not _TABLE.match(table):
+                raise WgValueError(f"table: {shown(self.table)} is not off, auto, a number or a table name")
             set_(self, "table", None if table in ("", "auto") else table)
         for hook in HOOKS:
             value = getattr(self, hook)
-            cmds = [value] if isinstance(value, str) else list(value or ())
-            for cmd in cmds:
-                if "\n" in cmd:
-                    raise WgValueError(f"{hook}: {cmd!r} must be a single line")
-            set_(self, hook, tuple(c.strip() for c in cmds if c.strip()))
+            if value is None:
+                value = ()
+            elif isinstance(value, str):
+                value = (value,)
+            elif not isinstance(value, (list, tuple)):
+                raise WgValueError(f"{hook}: {shown(value)} is not a list of commands")
+            cmds = (_free_text(hook, cmd, MAX_HOOK, comment_ok=False) for cmd in value)
+            set_(self, hook, tuple(c for c in cmds if c))
+        if not isinstance(self.save_config, bool):
+            raise WgValueError(f"save_config: {shown(self.save_config)} is not true or false")
         peers = tuple(self.peers)
         seen = set()
         for peer in peers:
+            if not isinstance(peer, Peer):
+                raise WgValueError(f"peers: {shown(peer)} is not a peer")
             if peer.public_key in seen:
-                raise WgValueError(f"peers: public key {peer.public_key!r} appears twice")
+                raise WgValueError(f"peers: public key {peer.public_key} appears twice")
             seen.add(peer.public_key)
         set_(self, "peers", peers)
 
@@ -260,57 +383,75 @@ _PEER_KEYS = {
     "endpoint": ("endpoint", False),
     "persistentkeepalive": ("persistent_keepalive", False),
 }
-_SECRET_FIELDS = ("private_key", "preshared_key")
+# bash's [[:space:]] in the C locale wg-quick runs in, less the newline that ends each line; also
+# what wg's own parser drops from a line wherever it stands.
+_SPACE = " \t\v\f\r"
+_DROP_SPACE = str.maketrans("", "", _SPACE)
+_ANY_SPACE = re.compile("[ \t\v\f\r]")
+_KEY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,31}\Z")
+_WG_QUICK_ONLY = ("address", "dns", "mtu", "table", *HOOKS, "save_config")
 
 
 def parse(text: str, source: str = "<config>") -> Interface:
     """Parse a wg-quick file as wg-quick and ``wg setconf`` read it.
 
-    Keys are case-insensitive, ``#`` starts a comment anywhere on a line,
-    list keys may repeat and hold comma-separated values. The ``# Name =``
-    comment inside a [Peer] section is kept as that peer's label.
-    Any other key, or a key outside a section, is an error naming the line.
+    Lines end at ``\n`` only (bash ``read``), not at whatever else
+    ``str.splitlines()`` takes for a line break; ``#`` starts a comment anywhere
+    on a line. wg-quick's own keys (Address, DNS, MTU, Table, hooks, SaveConfig)
+    are trimmed at both ends, as wg-quick trims them; the others go to ``wg``,
+    which drops every space in a line. Keys are case-insensitive, list keys may
+    repeat and hold comma-separated values. The ``# Name =`` comment inside a
+    [Peer] section is kept as that peer's label. Errors name the file and line
+    but never quote a line: any line may hold a key.
     """
     iface: dict = {}
-    peers: list[dict] = []
+    peers: list[tuple[int, dict]] = []
     section = None
     current: dict = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        where = f"{source}, line {lineno}"
-        stripped_raw = raw.strip()
-        if section == "peer" and stripped_raw.lower().startswith("# name ="):
-            current["name"] = stripped_raw.split("=", 1)[1].strip()
+    for lineno, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip(_SPACE)
+        if section == "peer" and line[:8].lower() == "# name =":
+            current["name"] = line.split("=", 1)[1]
             continue
-        line = raw.split("#", 1)[0].strip()
-        if not line:
+        stripped = line.split("#", 1)[0].strip(_SPACE)
+        if not stripped:
             continue
-        if line.startswith("["):
-            header = line.lower()
+        if stripped.startswith("["):
+            header = stripped.lower()
             if header == "[interface]":
                 if section is not None or iface:
-                    raise WgValueError(f"{where}: only one [Interface] section is allowed, at the top")
+                    raise WgValueError(f"{source}, line {lineno}: only one [Interface] section is allowed, at the top")
                 section, current = "interface", iface
             elif header == "[peer]":
                 if section is None:
-                    raise WgValueError(f"{where}: [Peer] before [Interface]")
+                    raise WgValueError(f"{source}, line {lineno}: [Peer] before [Interface]")
                 current = {}
-                peers.append(current)
+                peers.append((lineno, current))
                 section = "peer"
             else:
-                raise WgValueError(f"{where}: unknown section {line!r}")
+                raise WgValueError(f"{source}, line {lineno}: unknown section (only [Interface] and [Peer] exist)")
             continue
-        if "=" not in line:
-            raise WgValueError(f"{where}: {line!r} is not 'Key = Value'")
-        key, value = (part.strip() for part in line.split("=", 1))
-        if section is None:
-            raise WgValueError(f"{where}: {key!r} outside of a section")
-        table = _INTERFACE_KEYS if section == "interface" else _PEER_KEYS
+        key, equals, value = stripped.partition("=")
+        key, value = key.strip(_SPACE), value.strip(_SPACE)
+        table = _PEER_KEYS if section == "peer" else _INTERFACE_KEYS
         entry = table.get(key.lower())
-        if entry is None:
-            raise WgValueError(f"{where}: unknown key {key!r} in [{section.capitalize()}]")
+        if entry is None or entry[0] not in _WG_QUICK_ONLY:
+            # What wg reads: the line without any space.
+            if entry is None:
+                entry = table.get(key.translate(_DROP_SPACE).lower())
+            if _ANY_SPACE.search(value):
+                value = value.translate(_DROP_SPACE)
+        if not equals:
+            raise WgValueError(f"{source}, line {lineno}: the line is not 'Key = Value'")
+        if entry is None or (entry[0] in _WG_QUICK_ONLY and section != "interface"):
+            shown_key = f"unknown key {key!r}" if _KEY_NAME.match(key) else "a key that is not a key name"
+            raise WgValueError(f"{source}, line {lineno}: {shown_key} in [{(section or 'no section').capitalize()}]")
+        if section is None:
+            raise WgValueError(f"{source}, line {lineno}: {key!r} outside of a section")
         name, repeatable = entry
         if repeatable:
-            current.setdefault(name, []).extend(_split_list(value) if name not in HOOKS else [value])
+            # The model splits list values at commas (hooks are one command a line).
+            current.setdefault(name, []).append(value)
         else:
             current[name] = value
     if section is None:
@@ -318,14 +459,21 @@ def parse(text: str, source: str = "<config>") -> Interface:
     try:
         if "save_config" in iface:
             iface["save_config"] = _parse_bool(iface["save_config"])
-        built = [Peer(**p) if "public_key" in p else _missing_pubkey(source) for p in peers]
-        return Interface(peers=tuple(built), **iface)
+        interface = Interface(**iface)
     except WgValueError as exc:
         raise WgValueError(f"{source}: {exc}") from None
-
-
-def _missing_pubkey(source):
-    raise WgValueError("a [Peer] section has no PublicKey")
+    built = []
+    for lineno, data in peers:
+        try:
+            if "public_key" not in data:
+                raise WgValueError("the section has no PublicKey")
+            built.append(Peer(**data))
+        except WgValueError as exc:
+            raise WgValueError(f"{source}, [Peer] at line {lineno}: {exc}") from None
+    try:
+        return interface.replace(peers=tuple(built))
+    except WgValueError as exc:
+        raise WgValueError(f"{source}: {exc}") from None
 
 
 def _parse_bool(value: str) -> bool:
@@ -334,7 +482,16 @@ def _parse_bool(value: str) -> bool:
         return True
     if lowered in ("false", "no", "off", "0"):
         return False
-    raise WgValueError(f"SaveConfig: {value!r} is not true or false")
+    raise WgValueError(f"save_config: {shown(value)} is not true or false")
+
+
+def _line(key: str, option: str, value, comment: bool = False) -> str:
+    """One line of a file; the last guard against a value that would not read back as one line."""
+    text = str(value)
+    if _FORBIDDEN.search(text) or (not comment and "#" in text):
+        raise WgValueError(f"{option}: {shown(text)} cannot be written to a wg-quick file "
+                           "(a line break, control character or '#')")
+    return f"{key}{text}" if comment else f"{key} = {text}"
 
 
 def render(iface: Interface, redact: bool = False, wg_only: bool = False) -> str:
@@ -342,27 +499,29 @@ def render(iface: Interface, redact: bool = False, wg_only: bool = False) -> str
 
     ``wg_only`` leaves out the wg-quick keys (what ``wg-quick strip`` prints),
     for ``wg setconf``/``addconf``; ``redact`` replaces every secret, for diffs.
+    Every value goes through a guard that refuses anything that would not read
+    back as the same single line.
     """
     out = ["[Interface]"]
 
-    def put(key, value):
+    def put(key, option, value):
         if value is not None and value != () and value != "":
-            out.append(f"{key} = {value}")
+            out.append(_line(key, option, value))
 
     if not wg_only:
-        put("Address", ", ".join(iface.address))
-    put("ListenPort", iface.listen_port)
-    put("FwMark", f"0x{iface.fwmark:x}" if iface.fwmark else None)
-    put("PrivateKey", (REDACTED if redact else iface.private_key) if iface.private_key else None)
+        put("Address", "address", ", ".join(iface.address))
+    put("ListenPort", "listen_port", iface.listen_port)
+    put("FwMark", "fwmark", f"0x{iface.fwmark:x}" if iface.fwmark else None)
+    put("PrivateKey", "private_key", (REDACTED if redact else iface.private_key) if iface.private_key else None)
     if not wg_only:
-        put("DNS", ", ".join(iface.dns))
-        put("MTU", iface.mtu)
-        put("Table", iface.table)
-        for hook, key in zip(HOOKS, ("PreUp", "PostUp", "PreDown", "PostDown"), strict=True):
+        put("DNS", "dns", ", ".join(iface.dns))
+        put("MTU", "mtu", iface.mtu)
+        put("Table", "table", iface.table)
+        for hook, key in zip(HOOKS, ("PreUp", "PostUp", "PreDown", "PostDown")):
             for cmd in getattr(iface, hook):
-                put(key, cmd)
+                put(key, hook, cmd)
         if iface.save_config:
-            put("SaveConfig", "true")
+            put("SaveConfig", "save_config", "true")
     for peer in iface.peers:
         out.extend(render_peer(peer, redact=redact, wg_only=wg_only))
     return "\n".join(out) + "\n"
@@ -375,16 +534,16 @@ def render_peer(peer: Peer, redact: bool = False, wg_only: bool = False, explici
     """
     lines = ["", "[Peer]"]
     if peer.name and not wg_only:
-        lines.append(NAME_COMMENT + peer.name)
-    lines.append(f"PublicKey = {peer.public_key}")
+        lines.append(_line(NAME_COMMENT, "name", peer.name, comment=True))
+    lines.append(_line("PublicKey", "public_key", peer.public_key))
     if peer.preshared_key:
-        lines.append(f"PresharedKey = {REDACTED if redact else peer.preshared_key}")
+        lines.append(_line("PresharedKey", "preshared_key", REDACTED if redact else peer.preshared_key))
     if peer.allowed_ips:
-        lines.append(f"AllowedIPs = {', '.join(peer.allowed_ips)}")
+        lines.append(_line("AllowedIPs", "allowed_ips", ", ".join(peer.allowed_ips)))
     if peer.endpoint:
-        lines.append(f"Endpoint = {peer.endpoint}")
+        lines.append(_line("Endpoint", "endpoint", peer.endpoint))
     if peer.persistent_keepalive:
-        lines.append(f"PersistentKeepalive = {peer.persistent_keepalive}")
+        lines.append(_line("PersistentKeepalive", "persistent_keepalive", peer.persistent_keepalive))
     elif explicit:
         lines.append("PersistentKeepalive = off")
     return lines

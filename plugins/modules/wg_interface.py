@@ -18,17 +18,24 @@ description:
     restart. Changes to addresses, MTU, DNS, table or hooks restart this interface alone (C(wg-quick down)
     with the old file, then C(wg-quick up) with the new one); peers that exist only on the running device
     are written to the file first so that the restart keeps them.
-  - If bringing the interface up fails, the previous file is put back (and the previous interface
-    brought up again) before the module fails.
+  - After bringing the interface up, the module checks that it runs (the link is up, C(wg show) answers, the
+    public key is the file's) and fails clearly otherwise. Before starting an interface again it waits until
+    the previous C(wireguard-go) of that name has exited.
+  - If any step fails, the previous file is put back byte for byte (and the previous interface brought up
+    again, or its live settings restored) before the module fails.
+  - Every value is checked against what its key may hold before anything is written; a value with a line
+    break, a control character or C(#) (where wg-quick cuts a line) is refused, naming the option.
   - Live settings that differ from the file (drift) are reported in RV(drift) and brought back in line.
 author:
   - wgfleet.wireguard contributors (@wgfleet)
 extends_documentation_fragment:
   - wgfleet.wireguard.attributes
 requirements:
+  - Python 3.9 or later on the managed host.
   - wireguard-tools (C(wg), C(wg-quick)) and iproute2 on the managed host.
   - C(wireguard-go) when the kernel has no WireGuard module.
-  - The Python library C(cryptography) on the managed host.
+  - Optional, the Python library C(cryptography) 3.3 or later (the distributions' packages, such as Debian's
+    C(python3-cryptography), will do); without it, keys are made and derived with C(wg genkey) and C(wg pubkey).
 attributes:
   check_mode:
     support: full
@@ -94,9 +101,23 @@ options:
     type: list
     elements: str
   config_dir:
-    description: Directory of the wg-quick files. Created with mode C(0700) when missing.
+    description:
+      - Directory of the wg-quick files. Created with mode C(0700) when missing; an existing directory keeps
+        its mode.
+      - A config file that group or others may read is made C(0600) and reported as a change (V(mode) in
+        RV(changes)).
     type: path
     default: /etc/wireguard
+  api_peers_dir:
+    description:
+      - wgrest's own config directory (where wgrest dumps each device), on a host where applications add peers
+        through wgrest.
+      - When set, a C(PostUp) command is added to O(post_up) (or to the file's C(PostUp) lines when O(post_up)
+        is left out) that, each time the interface starts, adds back the peers of wgrest's dump
+        C(<api_peers_dir>/<name>.conf) that the file does not have. Peers in the file keep the file's settings.
+      - Must not be O(config_dir), where wgrest would rewrite the wg-quick file and drop Address, DNS, MTU, Table
+        and the hooks.
+    type: path
   up:
     description:
       - Whether the live interface runs. V(true) brings it up (and in line), V(false) brings it down.
@@ -139,6 +160,11 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ wg0.public_key }}"
 
+- name: On a host where applications add peers through wgrest, give wg0 those peers back whenever it starts
+  wgfleet.wireguard.wg_interface:
+    name: wg0
+    api_peers_dir: /var/lib/wgrest/wireguard
+
 - name: Write wg1's file but leave the interface down
   wgfleet.wireguard.wg_interface:
     name: wg1
@@ -168,7 +194,9 @@ private_key_source:
   returned: when O(state=present)
   type: str
 changes:
-  description: Settings of the file that changed (V(file) when the file is new).
+  description:
+    - Settings of the file that changed; V(file) when the file is new, V(mode) when its mode was made C(0600),
+      V(peers) when peers that existed only live were written to it before a restart.
   returned: always
   type: list
   elements: str
@@ -227,6 +255,7 @@ def main():
             "up": {"type": "bool", "default": True},
             "implementation": {"type": "str", "default": "auto", "choices": ["auto", "kernel", "userspace"]},
             "backup": {"type": "bool", "default": False},
+            "api_peers_dir": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -241,6 +270,7 @@ def main():
             implementation=params["implementation"],
             backup=params["backup"],
             settings={option: params[option] for option in SETTING_OPTIONS},
+            api_peers_dir=params["api_peers_dir"],
         )
         return ensure(request, module.check_mode)
 

@@ -16,13 +16,19 @@ description:
     peer already has; an empty value (V([]), V(''), V(0)) clears it.
   - Live peers that differ from the file (drift) are reported in RV(drift) and brought back in line. Live
     peers that the file does not know are left alone, unless O(exclusive=true).
+  - A peer removed (O(state=absent), or not listed with O(exclusive=true)) leaves the running device at once,
+    with the routes of its allowed IPs, also when only the device had it; its key cannot complete another
+    handshake.
+  - Two peers with the same allowed network are refused, naming both, because WireGuard would route it to one of them.
+  - If changing the running device fails, the device and the file are put back as they were before the module
+    fails.
 author:
   - wgfleet.wireguard contributors (@wgfleet)
 extends_documentation_fragment:
   - wgfleet.wireguard.attributes
 requirements:
-  - wireguard-tools (C(wg)) on the managed host.
-  - The Python library C(cryptography) on the managed host.
+  - Python 3.9 or later on the managed host.
+  - wireguard-tools (C(wg)) and iproute2 on the managed host.
 attributes:
   check_mode:
     support: full
@@ -102,7 +108,9 @@ options:
     type: bool
     default: false
   config_dir:
-    description: Directory of the wg-quick files.
+    description:
+      - Directory of the wg-quick files. A config file that group or others may read is made C(0600) and
+        reported as a change (V(mode) in RV(changes)).
     type: path
     default: /etc/wireguard
   backup:
@@ -181,9 +189,16 @@ peer_count:
   description: Number of peers of the interface after the change.
   returned: always
   type: int
+changes:
+  description:
+    - What changed in the file; V(peers) when its peers changed, V(mode) when it was made C(0600) because group
+      or others could read it.
+  returned: with O(backend=file)
+  type: list
+  elements: str
 applied:
   description:
-    - Where the change went; V(none), V(file) (the interface is down), V(live) (file and running device)
+    - Where the change went (in check mode, where it would go); V(none), V(file) (the interface is down), V(live) (file and running device)
       or V(api) (through wgrest).
   returned: always
   type: str
@@ -197,7 +212,6 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ..module_utils._module import run_core
 from ..module_utils._peers import PEER_OPTIONS, FileBackend, PeerSpec
-from ..module_utils._wgconf import check_ifname
 
 PEER_SPEC = {
     "public_key": {"type": "str", "required": True},
@@ -247,7 +261,6 @@ def main():
     params = module.params
 
     def action():
-        check_ifname("interface", params["interface"])
         if params["peers"] is not None:
             specs = [PeerSpec.from_params(p, where=f"peers[{i}]") for i, p in enumerate(params["peers"])]
         else:

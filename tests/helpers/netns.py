@@ -5,11 +5,14 @@ Every namespace, veth and wireguard-go daemon a test makes is removed by
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import itertools
 import os
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 
@@ -85,3 +88,27 @@ def ping(netns: str, address: str, count: int = 3, deadline: int = 5) -> bool:
 
 def wg_dump(netns: str, name: str) -> list[list[str]]:
     return [line.split("\t") for line in sh("wg", "show", name, "dump", netns=netns).stdout.splitlines()]
+
+
+def inner_arguments(parser) -> None:
+    """The hidden options by which :func:`run_in_lab` runs a script again inside its namespace."""
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--name", help=argparse.SUPPRESS)
+    parser.add_argument("--config-dir", help=argparse.SUPPRESS)
+
+
+def run_in_lab(script: str, role: str, args: list[str], private_run: bool = False) -> str:
+    """Run ``python SCRIPT --inner --name NAME --config-dir DIR *ARGS`` in a namespace of its own (and, with
+    ``private_run``, a private /run/wireguard); returns its output. Namespace, daemons and DIR go afterwards."""
+    lab = Lab()
+    try:
+        ns = lab.host(role)
+        name = lab.wg_name(role[0])
+        with tempfile.TemporaryDirectory() as tmp:
+            argv = [sys.executable, script, "--inner", "--name", name, "--config-dir", tmp, *args]
+            if private_run:
+                argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        'mount -t tmpfs tmpfs /run/wireguard && exec "$0" "$@"', *argv]
+            return sh(*argv, netns=ns).stdout
+    finally:
+        lab.close()

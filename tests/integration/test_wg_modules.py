@@ -6,7 +6,6 @@ report; never the module's own word for what it did.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import time
@@ -15,71 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import needs_lab
+from tests.helpers.modules import PSK, connect, iface_task, latest_handshake, peer_task, sha
 from tests.helpers.netns import ping, sh, wg_dump
 from tests.helpers.playbook import run_playbook
 
 pytestmark = [needs_lab, pytest.mark.lab]
-
-PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
-
-
-def iface_task(name, config_dir, register="r", **options):
-    return {"name": register, "wgfleet.wireguard.wg_interface": {"name": name, "config_dir": config_dir, **options},
-            "register": register}
-
-
-def peer_task(interface, config_dir, register="p", **options):
-    return {"name": register, "wgfleet.wireguard.wg_peer": {"interface": interface, "config_dir": config_dir, **options},
-            "register": register}
-
-
-def sha(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if os.path.exists(path) else None
-
-
-@pytest.fixture
-def tunnel(lab, tmp_path):
-    """A server and a client namespace, each with a WireGuard interface made by wg_interface."""
-    srv, cli = lab.host("srv"), lab.host("cli")
-    srv_ip, _cli_ip = lab.link(srv, cli)
-    hosts = {"srv": {"ns": srv, "wg": lab.wg_name("s"), "dir": str(tmp_path / "srv"), "addr": "10.10.0.1/24"},
-             "cli": {"ns": cli, "wg": lab.wg_name("c"), "dir": str(tmp_path / "cli"), "addr": "10.10.0.2/24"}}
-    for role, host in hosts.items():
-        port = 51820 if role == "srv" else 51830
-        res = run_playbook([iface_task(host["wg"], host["dir"], address=[host["addr"]], listen_port=port)],
-                           netns=host["ns"])
-        assert res.rc == 0, res.output
-        host["public_key"] = res["r"]["public_key"]
-        host["conf"] = os.path.join(host["dir"], f"{host['wg']}.conf")
-    hosts["srv"]["underlay"] = srv_ip
-    return hosts
-
-
-def connect(tunnel, check=False):
-    srv, cli = tunnel["srv"], tunnel["cli"]
-    res_srv = run_playbook([peer_task(srv["wg"], srv["dir"], public_key=cli["public_key"], allowed_ips=["10.10.0.2/32"],
-                                      preshared_key=PSK, name="client one")], netns=srv["ns"], check=check)
-    res_cli = run_playbook([peer_task(cli["wg"], cli["dir"], public_key=srv["public_key"], allowed_ips=["10.10.0.0/24"],
-                                      endpoint=f"{srv['underlay']}:51820", persistent_keepalive=25,
-                                      preshared_key=PSK)], netns=cli["ns"], check=check)
-    assert res_srv.rc == 0, res_srv.output
-    assert res_cli.rc == 0, res_cli.output
-    return res_srv["p"], res_cli["p"]
-
-
-def latest_handshake(ns, wg, public_key):
-    for row in wg_dump(ns, wg)[1:]:
-        if row[0] == public_key:
-            return int(row[4])
-    return None
-
-
-@pytest.fixture
-def connected(tunnel):
-    srv_peer, cli_peer = connect(tunnel)
-    assert srv_peer["changed"] and cli_peer["changed"]
-    assert srv_peer["applied"] == "live"
-    return tunnel
 
 
 def test_two_hosts_handshake_and_pass_traffic_and_a_second_run_changes_nothing(connected):
@@ -207,7 +146,7 @@ def test_restart_settings_restart_only_that_interface_and_keep_live_only_peers(c
     res = run_playbook([iface_task(srv["wg"], srv["dir"], address=["10.10.0.1/24", "fd10::1/64"], mtu=1380)],
                        netns=srv["ns"])
     assert res["r"]["applied"] == "restart"
-    assert sorted(res["r"]["changes"]) == ["address", "mtu"]
+    assert sorted(res["r"]["changes"]) == ["address", "mtu", "peers"]
     assert res["r"]["preserved_peers"] == [live_only]
     assert "mtu 1380" in sh("ip", "link", "show", srv["wg"], netns=srv["ns"]).stdout
     assert "fd10::1/64" in sh("ip", "address", "show", srv["wg"], netns=srv["ns"]).stdout

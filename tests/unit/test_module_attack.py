@@ -1,0 +1,103 @@
+"""Every option of wg_interface and wg_peer given hostile values, through the modules' own main().
+
+The interface is down (the file is the whole state), so this needs no root. For
+each value: no crash past run_core, no "unexpected error", no key in the
+output; and in the end the file still reads back (with wg-quick's own
+``strip`` too) and no temporary file is left.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import parse
+from ansible_collections.wgfleet.wireguard.plugins.modules import wg_interface, wg_peer
+from tests.helpers.keys import PEER_B as PEER
+from tests.helpers.keys import PSK
+from tests.helpers.keys import SERVER_KEY as KEY
+
+NAME = "wgattack0"
+
+VALUES = ["x\ny", "x\x1cy", "x\u2028y", "x\x00y", "10.10.0.1\rPreUp = id", "", " ", "a" * 100_000, {"a": 1}, [1, 2],
+          ["a\nb"], [None], None, True, 2**70, -1, "#", "../x"]
+OPTIONS = {
+    wg_interface: ["name", "state", "address", "listen_port", "private_key", "mtu", "dns", "table", "fwmark",
+                   "pre_up", "post_up", "pre_down", "post_down", "config_dir", "up", "implementation", "backup",
+                   "api_peers_dir"],
+    wg_peer: ["interface", "public_key", "state", "allowed_ips", "endpoint", "preshared_key", "persistent_keepalive",
+              "name", "peers", "exclusive", "config_dir", "backup", "backend", "api_token", "api_timeout"],
+}
+
+
+def call(module, args) -> tuple[str, dict]:
+    out = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        module.main()
+    text = out.getvalue()
+    return text, json.loads(text[text.index("{"):])
+
+
+# Every line the renderer may write, read without the collection's parser.
+LINE = re.compile(r"^(|\[Interface\]|\[Peer\]|# Name = [^\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+|"
+                  r"(Address|ListenPort|FwMark|PrivateKey|DNS|MTU|Table|PreUp|PostUp|PreDown|PostDown|SaveConfig|"
+                  r"PublicKey|PresharedKey|AllowedIPs|Endpoint|PersistentKeepalive) = "
+                  r"[^#\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+)\Z")
+
+
+def odd_lines(conf) -> list:
+    return [line for line in conf.read_bytes().decode().split("\n") if not LINE.match(line)]
+
+
+@pytest.fixture
+def config_dir(tmp_path):
+    etc = tmp_path / "etc"
+    for module, args in ((wg_interface, {"name": NAME, "address": ["10.10.0.1/24"], "private_key": KEY, "up": False}),
+                         (wg_peer, {"interface": NAME, "public_key": PEER, "preshared_key": PSK,
+                                    "allowed_ips": ["10.10.0.2/32"]})):
+        data = call(module, {**args, "config_dir": str(etc)})[1]
+        assert not data.get("failed"), data
+    return etc
+
+
+@pytest.mark.parametrize("module", [wg_interface, wg_peer], ids=["wg_interface", "wg_peer"])
+def test_hostile_values_in_every_option(module, config_dir, monkeypatch):
+    monkeypatch.chdir(config_dir.parent)  # relative paths given as config_dir land in the test's directory
+    failures = []
+    for option in OPTIONS[module]:
+        for value in VALUES:
+            if module is wg_interface:
+                args = {"name": NAME, "config_dir": str(config_dir), "up": False, option: value}
+            else:
+                args = {"interface": NAME, "config_dir": str(config_dir), "public_key": PEER, option: value}
+                if option == "peers":
+                    args.pop("public_key")
+                    args["peers"] = [{"public_key": PEER, "name": value}, {"public_key": PEER[:-2] + "A=",
+                                                                           "allowed_ips": value}]
+            text, data = call(module, args)
+            where = f"{option}={value!r:.40}"
+            if "unexpected error" in data.get("msg", ""):
+                failures.append(f"{where}: {data.get('msg')}")
+            if KEY in text or PSK in text:
+                failures.append(f"{where}: a key in the output")
+            if odd_lines(config_dir / f"{NAME}.conf"):
+                failures.append(f"{where}: the file has lines the renderer never writes: "
+                                f"{odd_lines(config_dir / f'{NAME}.conf')!r:.200}")
+            if not data.get("failed") and data.get("changed") and module is wg_interface and option != "name":
+                # A value that was accepted: put the known state back for the next one.
+                call(wg_interface, {"name": NAME, "config_dir": str(config_dir), "up": False, "private_key": KEY,
+                                    "address": ["10.10.0.1/24"], "dns": [], "mtu": 0, "table": "auto", "fwmark": 0,
+                                    "pre_up": [], "post_up": [], "pre_down": [], "post_down": []})
+    assert not failures, "\n".join(failures[:20])
+    conf = config_dir / f"{NAME}.conf"
+    parse(conf.read_text())
+    assert [f for f in os.listdir(config_dir) if f.endswith((".tmp", "~"))] == []
+    if shutil.which("wg-quick"):
+        subprocess.run(["wg-quick", "strip", str(conf)], check=True, capture_output=True)
