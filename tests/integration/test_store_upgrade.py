@@ -44,12 +44,22 @@ def test_format_1_snapshots_load_after_the_upgrade(pg_server, pg_db, legacy):
         assert {n: render(i) for n, i in state.items()} == plain["state"]
 
 
-def test_an_unchanged_format_1_state_writes_nothing_after_the_upgrade(pg_server, pg_db, legacy):
-    latest = [s for s in legacy["snapshots"] if s["server_id"] == "legacy-srv"][-1]
-    state = {n: parse(text) for n, text in latest["state"].items()}
-    rows = pg_server.admin("SELECT count(*) FROM peers", dbname=pg_db)[0][0]
+def test_an_unchanged_format_1_state_is_sealed_once_and_rewrites_no_row(pg_server, pg_db, legacy):
+    history = [s for s in legacy["snapshots"] if s["server_id"] == "legacy-srv"]
+    state = {n: parse(text) for n, text in history[-1]["state"].items()}
+    rows = {t: pg_server.admin(f"SELECT count(*) FROM {t}", dbname=pg_db)[0][0]
+            for t in ("peers", "interfaces", "server_keys")}
     with Store(pg_server.params(pg_db), KeyCipher.from_base64(legacy["encryption_key"])) as store:
         store.migrate()
-        saved = store.save_state("legacy-srv", state)
-        assert not saved.changed and saved.snapshot_id == latest["id"]
-    assert pg_server.admin("SELECT count(*) FROM peers", dbname=pg_db)[0][0] == rows
+        sealed = store.save_state("legacy-srv", state)
+        # The first save after the upgrade adds a sealed snapshot of the same rows, and writes none.
+        assert sealed.changed and sealed.snapshot_id > history[-1]["id"]
+        assert sealed.counts["peer_rows_written"] == 0
+        again = store.save_state("legacy-srv", state)
+        assert not again.changed and again.snapshot_id == sealed.snapshot_id
+        assert {n: render(i) for n, i in store.load_state("legacy-srv")[1].items()} == history[-1]["state"]
+        # The format-1 snapshots from before it still load.
+        assert store.load_state("legacy-srv", history[0]["id"])[0] == history[0]["id"]
+    assert {t: pg_server.admin(f"SELECT count(*) FROM {t}", dbname=pg_db)[0][0] for t in rows} == rows
+    assert pg_server.admin("SELECT format FROM snapshots WHERE id = %s", dbname=pg_db,
+                           params=(sealed.snapshot_id,)) == [(2,)]
