@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
-# Anything shaped like a WireGuard key (32 bytes of base64). Command output can quote a config
-# line back (`wg` does on a line it rejects), and it cannot tell private keys from public ones.
-_KEY_SHAPE = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+# Anything shaped like a WireGuard key (32 bytes of base64), with or without its "=" (a line split at
+# its first "=" quotes the key without it). Command output can quote a config line back (`wg` does
+# on a line it rejects), and it cannot tell private keys from public ones.
+_KEY_SHAPE = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048](?:=|(?![A-Za-z0-9+/=]))")
 
 
 def scrub_keys(text: str) -> str:
