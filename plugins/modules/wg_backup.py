@@ -121,7 +121,7 @@ interfaces:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ..module_utils._backup import capture
+from ..module_utils._backup import DeviceSource, capture
 from ..module_utils._db_module import (
     check_libraries,
     database_argument_spec,
@@ -148,7 +148,7 @@ def backup(module: AnsibleModule) -> dict:
     if params["schema_only"]:
         return schema_only(module)
     source_id = server_id(params)
-    state, live_only = capture(params["config_dir"], params["interfaces"])
+    state, live_only = capture(params["config_dir"], DeviceSource(), params["interfaces"])
     with open_store(params, params["allow_plaintext_keys"]) as store:
         if not module.check_mode:
             store.migrate()

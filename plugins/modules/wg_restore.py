@@ -118,7 +118,7 @@ interfaces:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ..module_utils._backup import apply_restore, plan_restore
+from ..module_utils._backup import apply_restore, observe, plan_restore
 from ..module_utils._db_module import (
     check_libraries,
     database_argument_spec,
@@ -136,7 +136,7 @@ def restore(module: AnsibleModule) -> dict:
     snapshot = parse_snapshot(params["snapshot"])
     with open_store(params) as store:
         snapshot_id, state = store.load_state(source_id, snapshot, params["interfaces"])
-    plans = plan_restore(state, params["config_dir"], params["apply"], params["force"])
+    plans = plan_restore(state, observe(params["config_dir"], state), params["apply"], params["force"])
     if not module.check_mode:
         apply_restore(plans)
     return {
