@@ -869,11 +869,12 @@ class Store:
             same = iface.private_key and _same_row(cipher, stored[0],
                                                    lambda f, n=name, k=iface.private_key: _key_input(f, server_id, n, k))
             if not same:
-                now = f"public key {public_key(iface.private_key)}" if iface.private_key else "no private key"
+                # Public keys shortened: the service scrubs anything shaped like a key from its messages.
+                now = f"public key {public_key(iface.private_key)[:12]}..." if iface.private_key else "no private key"
                 raise SaveRefused(
                     f"refused to save server {server_id!r}: interface {name} has {now}, the stored state has public "
-                    f"key {stored[1]} (a new host not restored yet?); the stored state is kept. If the key really "
-                    "changed, store the new state once with wg_backup")
+                    f"key {stored[1][:12]}... (a new host not restored yet?); the stored state is kept. If the key "
+                    "really changed, store the new state once with wg_backup")
 
     def _kept_digests(self, cur, server_id: str, latest: Snapshot, kept: list[str]) -> dict[str, str]:
         """The state digests of the interfaces a partial save carries over."""

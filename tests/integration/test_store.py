@@ -19,6 +19,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import W
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import KeyCipher, SecretError, generate_key
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store, StoreError, assign_positions
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer
+from tests.helpers.postgres import grant
 
 
 def make_peer(i: int, psk: bool = True, name: str | None = None) -> Peer:
@@ -513,3 +514,63 @@ def test_an_unsealed_snapshot_newer_than_a_sealed_one_is_refused(store, pg_serve
                     " FROM snapshots WHERE id = %s", dbname=pg_db, params=(saved.snapshot_id,))
     with pytest.raises(StoreError, match="snapshot 500 of server 'srv' has no seal but is newer"):
         store.load_state("srv")
+
+
+# --- least privilege: the GRANTs of docs/backup-restore.md, exactly -------------------------------------------
+
+
+def test_logins_with_only_the_documented_grants(pg_server, pg_db, logins, key):
+    cipher = KeyCipher.from_base64(key)
+    with Store(logins["owner"], None) as owner:
+        assert owner.migrate() is True
+    grant(logins, pg_db)
+
+    state = {"wg0": make_iface(3), "wg1": make_iface(1, port=51001, address="10.8.0.1/24")}
+    with Store(logins["sync"], cipher) as sync:
+        assert sync.migrate() is False  # a current schema: read, nothing created
+        first = sync.save_state("srv", state, source="wgrest_sync", guard=True)
+        changed = {**state, "wg0": state["wg0"].replace(peers=state["wg0"].peers[1:], mtu=1300)}
+        second = sync.save_state("srv", changed, source="wgrest_sync", guard=True)
+        assert second.changed and second.snapshot_id > first.snapshot_id
+        assert not sync.save_state("srv", changed, guard=True).changed
+        sync.save_state("srv", {"wg1": state["wg1"].replace(listen_port=51002)}, partial=True)
+        sync.record_sync("srv", True, None, {"peers": 3}, 0.1)
+        sync.record_sync("srv", False, "wgrest unreachable", {}, 0.1)
+        assert sync.load_state("srv", second.snapshot_id)[1] == changed
+    with Store(logins["restore"], cipher) as restore:
+        assert restore.migrate() is False
+        assert restore.load_state("srv", second.snapshot_id) == (second.snapshot_id, changed)
+        with pytest.raises(StoreError, match=r"permission denied for (table|sequence)"):
+            restore.save_state("srv", state)
+    for kind, sql in (("sync", "DELETE FROM peers"), ("sync", "UPDATE peers SET allowed_ips = '{}'"),
+                      ("sync", "CREATE TABLE x (a int)"), ("restore", "UPDATE snapshots SET source = 'x'")):
+        conn = psycopg2.connect(**logins[kind])
+        try:
+            with pytest.raises(psycopg2.Error, match="permission denied"), conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+
+def test_wg_backup_schema_only_with_the_owners_login(pg_server, pg_db, logins):
+    from tests.helpers.playbook import run_playbook
+
+    owner = logins["owner"]
+    args = {"login_host": owner["host"], "login_port": owner["port"], "login_user": owner["user"],
+            "login_password": owner["password"], "db": pg_db, "schema_only": True}
+    res = run_playbook([
+        {"name": "predict", "wgfleet.wireguard.wg_backup": args, "check_mode": True},
+        {"name": "create", "wgfleet.wireguard.wg_backup": args},
+        {"name": "again", "wgfleet.wireguard.wg_backup": args},
+    ])
+    assert res.rc == 0, res.output[-2000:]
+    assert res["predict"]["changed"] and res["predict"]["schema_version"] == {"before": 0, "after": 2}
+    assert res["create"]["changed"] and not res["again"]["changed"]
+    grant(logins, pg_db)
+    as_sync = {**args, "login_user": logins["sync"]["user"], "login_password": logins["sync"]["password"]}
+    res = run_playbook([{"name": "as sync", "wgfleet.wireguard.wg_backup": as_sync}])
+    assert res.rc == 0 and not res["as sync"]["changed"], res.output[-2000:]  # nothing to do: no right needed
+    assert owner["password"] not in res.output
+    assert pg_server.admin("SELECT tableowner FROM pg_tables WHERE tablename = 'peers'", dbname=pg_db) == [
+        (owner["user"],)]
+    assert pg_server.admin("SELECT count(*) FROM snapshots", dbname=pg_db) == [(0,)]

@@ -25,7 +25,7 @@ from tests.conftest import needs_lab
 from tests.helpers.keys import new_key
 from tests.helpers.netns import sh
 from tests.helpers.playbook import COLLECTIONS, REPO, run_playbook
-from tests.helpers.postgres import needs_postgres
+from tests.helpers.postgres import grant, needs_postgres
 from tests.helpers.wgrest_real import Client, WgrestHost
 
 pytestmark = [needs_lab, needs_postgres, pytest.mark.lab]
@@ -508,3 +508,31 @@ def test_a_roaming_client_is_no_change(setup, lab, tmp_path):
     assert len(endpoints) == 3, "the client did not move"
     assert (setup.count("snapshots"), setup.count("peers")) == (snapshots, rows)
     assert setup.current_peers()[client.public_key][0] is None
+
+
+def test_the_sync_and_a_restore_with_only_the_documented_grants(setup, logins, tmp_path):
+    """The schema made by its owner (wg_backup schema_only), then the service with the sync login and
+    wg_restore with the restore login: each works with exactly the GRANTs of docs/backup-restore.md."""
+    owner = logins["owner"]
+    db_options = {"login_host": owner["host"], "login_port": owner["port"], "db": setup.db}
+    res = run_playbook([{"name": "schema", "wgfleet.wireguard.wg_backup": {
+        **db_options, "login_user": owner["user"], "login_password": owner["password"], "schema_only": True}}])
+    assert res.rc == 0 and res["schema"]["changed"], res.output[-2000:]
+    grant(logins, setup.db)
+    sync = logins["sync"]
+    (setup.base / "syncpw").write_text(sync["password"] + "\n")
+    as_sync = {"WGSYNC_DB_USER": sync["user"], "WGSYNC_DB_PASSWORD_FILE": str(setup.base / "syncpw")}
+    setup.backend.apply([api_peer(70)], False, False)
+    for _round in range(2):
+        proc = setup.run("--once", env=as_sync)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert setup.count("snapshots") == 1 and setup.sync_row()["ok"]
+
+    restore = logins["restore"]
+    target = tmp_path / "restored"
+    res = run_playbook([{"name": "restore", "wgfleet.wireguard.wg_restore": {
+        **db_options, "login_user": restore["user"], "login_password": restore["password"], "server_id": SERVER_ID,
+        "config_dir": str(target), "encryption_key": setup.key}}])
+    assert res.rc == 0, res.output[-2000:]
+    assert res["restore"]["changed"] and (target / f"{setup.name}.conf").exists()
+    assert restore["password"] not in res.output and setup.key not in res.output
