@@ -126,12 +126,53 @@ class KeyCipher:
         except (InvalidTag, UnicodeDecodeError):
             raise DamagedSecretError("the stored value fails authentication (altered, truncated or moved)") from None
 
+    def opener(self):
+        """``open`` for many values at once (a restore opens every preshared key): the same checks, fewer steps.
+
+        Anything but a well-formed value of this key goes through ``open``, which says what is wrong.
+        """
+        decrypt = self._aead.decrypt
+        head = bytes([SEALED]) + self.key_id
+        minimum = HEADER_LEN + 16
+
+        def open_one(blob: bytes, context: bytes) -> str:
+            if len(blob) < minimum or blob[: 1 + KEY_ID_LEN] != head:
+                return self.open(blob, context)
+            try:
+                return decrypt(blob[1 + KEY_ID_LEN : HEADER_LEN], blob[HEADER_LEN:], head + context).decode()
+            except (InvalidTag, UnicodeDecodeError):
+                raise DamagedSecretError("the stored value fails authentication (altered, truncated or moved)") from None
+
+        return open_one
+
+    def digester(self) -> _RunningHmac:
+        """A running keyed digest: ``update()`` as often as needed, then ``digest()``."""
+        return _RunningHmac(self._inner.copy(), self._outer)
+
     def digest(self, data: bytes) -> bytes:
         inner = self._inner.copy()
         inner.update(data)
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()
+
+
+class _RunningHmac:
+    def __init__(self, inner, outer):
+        self._inner, self._outer = inner, outer
+
+    def update(self, data: bytes) -> None:
+        self._inner.update(data)
+
+    def digest(self) -> bytes:
+        outer = self._outer.copy()
+        outer.update(self._inner.digest())
+        return outer.digest()
+
+
+def digester(cipher: KeyCipher | None):
+    """A running digest keyed like :func:`digest` (plain SHA-256 without a cipher)."""
+    return cipher.digester() if cipher is not None else hashlib.sha256()
 
 
 def seal(cipher: KeyCipher | None, plaintext: str, context: bytes, allow_plaintext: bool) -> bytes:
