@@ -476,6 +476,8 @@ class _PeerRows(io.TextIOBase):
         user_cipher = store.cipher
         self.open_psk = user_cipher.opener() if user_cipher is not None else \
             (lambda blob, context: _secrets.unseal(None, blob, context))
+        # The common row (format 2, proved by the state digest, under the user's key) takes write()'s own path.
+        self.decrypt, self.head = user_cipher.decryptor() if user_cipher is not None and self.trusted else (None, b"")
         self.rows: dict[str, list] = {}
         self.error: BaseException | None = None
         self._contexts: dict[str, tuple] = {}
@@ -484,25 +486,51 @@ class _PeerRows(io.TextIOBase):
     def _context(self, iface: str) -> tuple:
         found = self._contexts.get(iface)
         if found is None:
-            found = self._contexts[iface] = (_context("preshared_key", self.server_id, iface, ""),
-                                             f"peer/{FORMAT}\n{self.server_id}\n{iface}\n",
-                                             self.rows.setdefault(iface, []).append)
+            psk_context = _context("preshared_key", self.server_id, iface, "")
+            found = self._contexts[iface] = (psk_context, f"peer/{FORMAT}\n{self.server_id}\n{iface}\n",
+                                             self.rows.setdefault(iface, []).append, self.head + psk_context)
         return found
 
     def writable(self) -> bool:
         return True
 
-    def write(self, line: str) -> int:
-        if self.error is None:
-            try:
-                self._row(line)
-            except Exception as exc:  # kept, raised after the COPY
-                self.error = exc
+    def write(self, line: str, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex, _peer=Peer,
+              _null=NULL) -> int:
+        if self.error is not None:
+            return len(line)
+        try:
+            fields = line[:-1].split("\t")
+            iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig_hex = fields
+            _psk_context, prefix, add, aad = self._contexts.get(iface) or self._context(iface)
+            if self.decrypt is None or len(dig_hex) != 69 or "\\" in label:
+                self._row(fields)
+                return len(line)
+            psk = None
+            if psk_hex != _null:
+                blob = _fromhex(psk_hex[3:])
+                try:
+                    psk = self.decrypt(blob[9:21], blob[21:], aad + key.encode()).decode()
+                except Exception:  # not this key's, not sealed, damaged: the general path says which
+                    self._row(fields)
+                    return len(line)
+            allowed = allowed[1:-1]
+            endpoint = None if endpoint == _null else endpoint
+            keepalive = int(keepalive)
+            label = None if label == _null else label
+            peer = _new(_peer)
+            # A frozen dataclass without slots keeps its fields in __dict__.
+            _set(peer, "__dict__", {"public_key": key, "allowed_ips": tuple(allowed.split(",")) if allowed else (),
+                                    "endpoint": endpoint, "preshared_key": psk, "persistent_keepalive": keepalive,
+                                    "name": label})
+            add((int(pos), peer, (f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
+                                  f"{label if label is not None else chr(0)}\n{psk or ''}").encode(), dig_hex))
+        except Exception as exc:  # kept, raised after the COPY
+            self.error = exc
         return len(line)
 
-    def _row(self, line: str, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex) -> None:
-        iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig_hex = line[:-1].split("\t")
-        psk_context, prefix, add = self._contexts.get(iface) or self._context(iface)
+    def _row(self, fields: list, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex) -> None:
+        iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig_hex = fields
+        psk_context, prefix, add, _aad = self._contexts.get(iface) or self._context(iface)
         allowed = allowed[1:-1]
         endpoint = None if endpoint == NULL else endpoint
         keepalive = int(keepalive)
