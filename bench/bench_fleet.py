@@ -51,32 +51,17 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils import (  # noqa
 )
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store  # noqa: E402
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer  # noqa: E402
+from tests.helpers.live import LiveState  # noqa: E402
 from tests.helpers.postgres import PostgresServer  # noqa: E402
 
 LABELLED = 100  # peers listed (with a label) in each server's wg-quick file
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-class Prepared:
-    """A server's live devices, from memory: what wgrest would have answered (``_backup.capture``'s source)."""
-
-    def __init__(self, devices: dict[str, Interface]):
-        self.devices = devices
-
-    def names(self):
-        return list(self.devices)
-
-    def read(self, name):
-        return self.devices.get(name)
-
-    def link(self, name):
-        return (), None
-
-
 class FleetMember(_sync.SyncService):
     """The real service, with its wgrest read replaced by a prepared source and a shared connection."""
 
-    def __init__(self, config, source: Prepared, store: Store):
+    def __init__(self, config, source: LiveState, store: Store):
         super().__init__(config)
         self.source = source
         self.store = store
@@ -195,7 +180,7 @@ def main() -> int:
                 config = _sync.SyncConfig(server_id=f"fleet-{index:03d}", db=params, interval=60,
                                           wgrest_token="unused", config_dir=str(config_dir),
                                           encryption_key_file=str(key_file), status_file=str(base / f"st{index}"))
-                members.append(FleetMember(config, Prepared({"wg0": live}), store))
+                members.append(FleetMember(config, LiveState({"wg0": live}), store))
             first = cycle(members[-added:], pg, pg.data)
             assert first["failed"] == 0, "a first save failed"
             setup = time.perf_counter() - t0

@@ -399,6 +399,7 @@ def assign_positions(peers, stored: dict[str, int]) -> list[int]:
         i = j
     return out
 
+
 # --- options -----------------------------------------------------------------------------------------------
 
 _BIGINT_MAX = (1 << 63) - 1

@@ -138,8 +138,8 @@ def _convert(name: str, kind: str, value):
     elif kind == "bool":
         if isinstance(value, str):
             lowered = value.strip().lower()
-            value = True if lowered in ("1", "true", "yes", "on") else False if lowered in ("0", "false", "no",
-                                                                                                "off", "") else None
+            value = {"1": True, "true": True, "yes": True, "on": True,
+                     "0": False, "false": False, "no": False, "off": False, "": False}.get(lowered)
         ok = isinstance(value, bool)
     elif kind == "list":
         items = value.split(",") if isinstance(value, str) else value

@@ -11,9 +11,9 @@ description:
     and checks every row, and only then writes the wg-quick files (atomically, mode 0600).
   - With O(apply=true) the interfaces are brought up, or brought in line while running (live peer changes; a restart
     only when a start-time setting such as an address or MTU differs). Peers not in the snapshot are removed.
-  - With O(encryption_key) (or O(encryption_key_file)), only a snapshot encrypted and sealed with that key is restored:
-    a snapshot written or altered by anyone without the key (a plain-text one, a row added, removed or reopened) is
-    refused before anything is written. A plain-text snapshot is restored only when no key is given.
+  - With O(encryption_key) (or O(encryption_key_file)), only a snapshot encrypted and sealed with that key is
+    restored. A snapshot written or altered by anyone without the key (a plain-text one, a row added, removed or
+    reopened) is refused before anything is written. A plain-text snapshot is restored only when no key is given.
   - Refuses to overwrite an interface whose private key differs from the snapshot's unless O(force=true).
   - The snapshot may come from another server (O(server_id) names the source), to rebuild a server on a new host.
 version_added: 0.1.0

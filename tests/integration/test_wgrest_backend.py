@@ -16,6 +16,7 @@ from tests.conftest import needs_lab
 from tests.helpers.keys import new_key
 from tests.helpers.netns import sh
 from tests.helpers.playbook import run_playbook
+from tests.helpers.scripted_http import JSON, ScriptedHTTP
 from tests.helpers.wgrest_real import Client, WgrestHost
 from tests.wgrest_server.harness import write_conf
 
@@ -166,30 +167,12 @@ def test_a_revoked_peer_can_no_longer_handshake(server, lab, tmp_path, how):
 def test_malformed_answers_fail_cleanly(tmp_path):
     """A server answering garbage in place of wgrest: a message, no traceback, no half-applied change."""
     import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     answers = {"/v1/devices/wg0/": {"name": "wg0"}, "/v1/devices/wg0/peers/": [{"foo": 1}]}
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            return
-
-        def do_GET(self):
-            body = json.dumps(answers.get(self.path.split("?")[0], [])).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
+    with ScriptedHTTP(lambda request: (200, JSON, json.dumps(answers.get(request.path, [])).encode())) as server:
         task = {"name": "peer", "wgfleet.wireguard.wg_peer": {
-            "interface": "wg0", "backend": "wgrest", "api_url": url, "api_token": TOKEN, "public_key": new_key()},
-            "ignore_errors": True}
+            "interface": "wg0", "backend": "wgrest", "api_url": server.url, "api_token": TOKEN,
+            "public_key": new_key()}, "ignore_errors": True}
         for garbage in ([{"foo": 1}], ["x", 1], [{"public_key": 5}], [{"public_key": new_key(), "allowed_ips": "x"}],
                         {"not": "a list"}):
             answers["/v1/devices/wg0/peers/"] = garbage
@@ -199,9 +182,7 @@ def test_malformed_answers_fail_cleanly(tmp_path):
             assert "wgrest" in res["peer"]["msg"] and "unexpected error" not in res["peer"]["msg"], res["peer"]["msg"]
             assert "Traceback" not in res.output and TOKEN not in res.output
             assert time.monotonic() - start < 60
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+        assert all(r.method == "GET" for r in server.requests), "a change was attempted on a garbage read"
 
 
 def test_wg_peer_bulk_exclusive_through_ansible(server):

@@ -26,6 +26,7 @@ from tests.helpers.keys import new_key
 from tests.helpers.netns import sh
 from tests.helpers.playbook import COLLECTIONS, REPO, run_playbook
 from tests.helpers.postgres import grant, needs_postgres
+from tests.helpers.scripted_http import ScriptedHTTP
 from tests.helpers.wgrest_real import Client, WgrestHost
 
 pytestmark = [needs_lab, needs_postgres, pytest.mark.lab]
@@ -323,51 +324,23 @@ def test_a_token_with_a_line_break(setup):
     assert proc.returncode == 2 and "wgrest_token_file:" in proc.stderr and TOKEN not in proc.stderr
 
 
-class Hostile:
-    """An HTTP server in place of wgrest, answering from scenarios, and recording who sent it a token.
+def Hostile():
+    """A server in place of wgrest, answering from scenarios: each maps "devices" (the device list) and "peers"
+    (everything else) to (status, headers, body); each new cycle (a request of the device list's first page)
+    takes the next one, the last repeats. In a Link header, NEXT stands for the next page of the same route."""
+    state = {"current": -1}
 
-    A scenario maps "devices" (the device list) and "peers" (everything else) to (status, headers, body);
-    each new cycle (a request of the device list's first page) takes the next one, the last repeats.
-    In a Link header, NEXT stands for the next page of the same route on this server.
-    """
+    def answer(request):
+        route = "devices" if request.path.rstrip("/") == "/v1/devices" else "peers"
+        if route == "devices" and request.page == 0:
+            state["current"] = min(state["current"] + 1, len(server.scenarios) - 1)
+        status, headers, body = server.scenarios[state["current"]][route]
+        nxt = f"{server.url}{request.path}?page={request.page + 1}&per_page=100"
+        return status, {k: v.replace("NEXT", nxt) for k, v in headers.items()}, body
 
-    def __init__(self):
-        import threading
-        import urllib.parse
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.scenarios: list[dict] = []
-        self.current = -1
-        self.tokens: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                return
-
-            def do_GET(self):
-                if self.headers.get("Authorization"):
-                    outer.tokens.append(self.headers["Authorization"])
-                url = urllib.parse.urlsplit(self.path)
-                page = int(urllib.parse.parse_qs(url.query).get("page", ["0"])[0])
-                route = "devices" if url.path.rstrip("/") == "/v1/devices" else "peers"
-                if route == "devices" and page == 0:
-                    outer.current = min(outer.current + 1, len(outer.scenarios) - 1)
-                status, headers, body = outer.scenarios[outer.current][route]
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value.replace("NEXT", f"{outer.url}{url.path}?page={page + 1}&per_page=100"))
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    server = ScriptedHTTP(answer)
+    server.scenarios = []
+    return server
 
 
 def test_hostile_api_answers_are_recorded_and_the_service_keeps_running(setup):
@@ -382,11 +355,11 @@ def test_hostile_api_answers_are_recorded_and_the_service_keeps_running(setup):
     elsewhere.scenarios = [{"devices": no_peers, "peers": no_peers}]
     device = json.dumps([{"name": setup.name, "private_key": None}]).encode()
 
-    def devices(body, headers=as_json, status=200):
-        return {"devices": (status, headers, body), "peers": no_peers}
+    def devices(body, headers=None, status=200):
+        return {"devices": (status, headers or as_json, body), "peers": no_peers}
 
-    def peers(body, headers=as_json, status=200):
-        return {"devices": (200, as_json, device), "peers": (status, headers, body)}
+    def peers(body, headers=None, status=200):
+        return {"devices": (200, as_json, device), "peers": (status, headers or as_json, body)}
 
     api.scenarios = [
         devices(b'[{"foo": 1}]'),

@@ -13,6 +13,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._backup import (
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError, WgValueError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer, render
 from tests.helpers.keys import new_key
+from tests.helpers.live import LiveState
 
 KEY = _keys.generate_private_key()
 
@@ -83,27 +84,11 @@ def test_the_file_key_wins_and_the_device_fills_a_missing_one():
         .private_key == other
 
 
-class Devices:
-    """Live state as data: what ``wg show`` or wgrest would report (the capture's source protocol)."""
-
-    def __init__(self, devices: dict):
-        self.devices = devices
-
-    def names(self):
-        return list(self.devices)
-
-    def read(self, name):
-        return self.devices.get(name)
-
-    def link(self, name):
-        return ("10.99.0.1/24",), 1420
-
-
 def test_capture_walks_files_and_devices_and_counts_live_only_peers(tmp_path):
     (tmp_path / "wg0.conf").write_text(render(file_iface(peer(1, name="alice"))))
     (tmp_path / ".wg5.conf").write_text("hidden: never read")
     (tmp_path / "notes.txt").write_text("not a config")
-    source = Devices({"wg0": live_iface(peer(1), peer(2)), "wg1": live_iface(peer(3))})
+    source = LiveState({"wg0": live_iface(peer(1), peer(2)), "wg1": live_iface(peer(3))}, (("10.99.0.1/24",), 1420))
     state, live_only = capture(str(tmp_path), source, lock=False)
     assert sorted(state) == ["wg0", "wg1"] and live_only == {"wg0": 1, "wg1": 1}
     assert state["wg1"].address == ("10.99.0.1/24",)
@@ -116,7 +101,7 @@ def test_capture_walks_files_and_devices_and_counts_live_only_peers(tmp_path):
 def test_a_file_that_cannot_be_read_fails_the_whole_capture(tmp_path):
     (tmp_path / "wg0.conf").write_text("[Interface]\nNot a line\n")
     with pytest.raises(WgError):
-        capture(str(tmp_path), Devices({}), lock=False)
+        capture(str(tmp_path), LiveState({}), lock=False)
 
 
 # --- the restore plan --------------------------------------------------------------------------------------

@@ -1,18 +1,16 @@
 """The wgrest client: wire format and error handling, against the wgrest double driving a real device."""
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _wgconf, _wgrest
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError, WgValueError
 from tests.helpers.keys import new_key
+from tests.helpers.scripted_http import JSON, ScriptedHTTP
 
 TOKEN = "unit-token-7f3a"
 
@@ -77,41 +75,16 @@ def test_wgrest_is_never_pointed_at_the_wg_quick_dir(tmp_path):
 # --- retries and timeouts, against a scripted HTTP server ------------------------------------
 
 
-class Scripted:
-    """An HTTP server answering from a list of (status, body) and counting requests per method."""
+def Scripted(answers, delay=0.0):
+    """A server answering from a list of (status, JSON body), in turn."""
+    queue = list(answers)
 
-    def __init__(self, answers, delay=0.0):
-        self.answers = list(answers)
-        self.seen: list[str] = []
-        outer = self
+    def answer(_request):
+        time.sleep(delay)
+        status, body = queue.pop(0) if queue else (200, [])
+        return status, JSON, json.dumps(body).encode()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                return
-
-            def answer(self):
-                outer.seen.append(self.command)
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
-                time.sleep(delay)
-                status, body = outer.answers.pop(0) if outer.answers else (200, [])
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                with contextlib.suppress(OSError):  # the client may have timed out and gone
-                    self.wfile.write(payload)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = answer
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    return ScriptedHTTP(answer)
 
 
 def test_get_is_retried_on_5xx_until_it_succeeds():
@@ -120,7 +93,7 @@ def test_get_is_retried_on_5xx_until_it_succeeds():
     try:
         client = _wgrest.WgrestClient(server.url, TOKEN, backoff=0.01)
         assert client.paged("/v1/devices/", "list devices") == [{"name": "wg0"}]
-        assert server.seen == ["GET", "GET", "GET"]
+        assert [r.method for r in server.requests] == ["GET", "GET", "GET"]
     finally:
         server.close()
 
@@ -131,7 +104,7 @@ def test_post_is_never_retried():
         client = _wgrest.WgrestClient(server.url, TOKEN, backoff=0.01)
         with pytest.raises(_wgrest.WgrestError, match="HTTP 503"):
             client.create_peer("wg0", {"public_key": new_key()})
-        assert server.seen == ["POST"]
+        assert [r.method for r in server.requests] == ["POST"]
     finally:
         server.close()
 
@@ -155,43 +128,18 @@ def test_unreachable_server_names_the_url_and_post_warns_to_read_back():
 # --- hostile servers ------------------------------------------------------------------------------------
 
 
-class Paging:
-    """A server whose every answer is ``body`` with a Link header made by ``link(page, url)``; records tokens."""
+def Paging(body, link):
+    """Every answer is ``body`` (or ``body(page)``) with the Link header ``link(page, url)``."""
 
-    def __init__(self, body, link):
-        import urllib.parse
+    def answer(request):
+        headers = dict(JSON)
+        header = link(request.page, server.url)
+        if header:
+            headers["Link"] = header
+        return 200, headers, body(request.page) if callable(body) else body
 
-        self.tokens: list[str] = []
-        self.requests = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                return
-
-            def do_GET(self):
-                outer.requests += 1
-                if self.headers.get("Authorization"):
-                    outer.tokens.append(self.headers["Authorization"])
-                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-                page = int(query.get("page", ["0"])[0])
-                payload = body(page) if callable(body) else body
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                header = link(page, outer.url)
-                if header:
-                    self.send_header("Link", header)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    server = ScriptedHTTP(answer)
+    return server
 
 
 def test_a_next_link_to_another_origin_is_not_followed():
@@ -216,12 +164,12 @@ def test_paging_is_bounded(monkeypatch):
     try:
         with pytest.raises(_wgrest.WgrestError, match="more than 20 pages"):
             _wgrest.WgrestClient(endless.url, TOKEN).devices()
-        assert endless.requests == 20
+        assert len(endless.requests) == 20
         with pytest.raises(_wgrest.WgrestError, match="same page twice"):
             _wgrest.WgrestClient(same.url, TOKEN).devices()
-        assert same.requests == 2
+        assert len(same.requests) == 2
         # A next link back to a page already read ends the listing.
-        assert _wgrest.WgrestClient(loop.url, TOKEN).devices() == [{"name": "wg0"}] and loop.requests == 1
+        assert _wgrest.WgrestClient(loop.url, TOKEN).devices() == [{"name": "wg0"}] and len(loop.requests) == 1
     finally:
         endless.close()
         same.close()
