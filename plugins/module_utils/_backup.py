@@ -27,6 +27,7 @@ import tempfile
 from dataclasses import dataclass, field
 
 from . import _device, _files, _peers
+from ._dbconfig import check_text
 from ._errors import WgError, WgValueError
 from ._interface import plan_device
 from ._keys import public_key
@@ -34,6 +35,13 @@ from ._wgconf import IFNAME_RE, Interface, check_ifname, parse, render
 from ._wgrest import prune_dump
 
 # --- capture ---------------------------------------------------------------------------------------------
+
+
+def check_config_dir(option: str, value) -> str:
+    """The wg-quick directory: a non-empty path on one line (no NUL, line break or other control character)."""
+    if not value:
+        raise WgValueError(f"{option}: must not be empty")
+    return check_text(option, value)
 
 
 def is_interface_name(name: str) -> bool:
@@ -70,14 +78,26 @@ def capture_interface(name: str, from_file: Interface | None, live: Interface | 
         return from_file
     if from_file is None:
         addresses, mtu = link or ((), None)
-        return live.replace(address=addresses, mtu=mtu, peers=tuple(p.replace(endpoint=None) for p in live.peers))
+        return live.replace(address=addresses, mtu=mtu, peers=tuple(_unlearned(p) for p in live.peers))
     configured = from_file.peer_map()
     live_peers = live.peer_map()
     # File order first, then the peers only the device has, by key: a stable order rewrites no row.
-    peers = [live_peers[k].replace(endpoint=p.endpoint, name=p.name) for k, p in configured.items() if k in live_peers]
-    peers += [live_peers[k].replace(endpoint=None) for k in sorted(live_peers) if k not in configured]
+    peers = [_as_configured(live_peers[k], p) for k, p in configured.items() if k in live_peers]
+    peers += [_unlearned(live_peers[k]) for k in sorted(live_peers) if k not in configured]
     private_key = from_file.private_key or live.private_key
     return from_file.replace(private_key=private_key, peers=tuple(peers))
+
+
+def _unlearned(peer):
+    """A device's peer without the endpoint it learned (a new object only when there is one to drop)."""
+    return peer if peer.endpoint is None else peer.replace(endpoint=None)
+
+
+def _as_configured(live, configured):
+    """A device's peer with the file's endpoint and label."""
+    if live.endpoint == configured.endpoint and live.name == configured.name:
+        return live
+    return live.replace(endpoint=configured.endpoint, name=configured.name)
 
 
 def capture(config_dir: str, source, names: list[str] | None = None, only: tuple = (),
@@ -90,6 +110,7 @@ def capture(config_dir: str, source, names: list[str] | None = None, only: tuple
     that a read which failed half-way is never stored as peers that went away.
     ``lock`` takes each interface's file lock (not for a reader of a read-only mount).
     """
+    check_config_dir("config_dir", config_dir)
     if names:
         chosen = [check_ifname("interfaces", n) for n in names]
     else:
@@ -133,6 +154,7 @@ class HostInterface:
 
 def observe(config_dir: str, names) -> dict[str, HostInterface]:
     """Read each interface's file (its bytes kept, to put back) and running device."""
+    check_config_dir("config_dir", config_dir)
     out = {}
     for name in names:
         path = _files.config_path(config_dir, name)

@@ -10,6 +10,7 @@ option the user typed. Plain Python (no Ansible).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 
 from ._errors import WgValueError
@@ -84,6 +85,11 @@ class DatabaseSettings:
         _check_int(name("connect_timeout"), self.connect_timeout, 0, 86400)
         if self.sslmode not in SSL_MODES:
             raise WgValueError(f"{name('sslmode')}: {self.sslmode!r} is not one of {', '.join(SSL_MODES)}")
+        for tls_file in ("sslrootcert", "sslcert", "sslkey"):
+            path = getattr(self, tls_file)
+            # libpq takes "system" for the system's certificate authorities.
+            if path and not (tls_file == "sslrootcert" and path == "system") and not os.access(path, os.R_OK):
+                raise WgValueError(f"{name(tls_file)}: {path!r} cannot be read")
 
     def option(self, field_name: str) -> str:
         return self.names.get(field_name, field_name)

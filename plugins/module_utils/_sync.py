@@ -215,9 +215,8 @@ def load_config(config_file: str | None = None, environ: dict | None = None) -> 
         raise ConfigError(str(exc)) from None
     if not values["db_host"]:
         raise ConfigError(f"db_host: required ({ENV_PREFIX}DB_HOST; a directory for a Unix socket)")
-    for name in ("db_sslrootcert", "db_sslcert", "db_sslkey"):
-        if values[name] and not os.access(values[name], os.R_OK):
-            raise ConfigError(f"{name}: {values[name]} cannot be read")
+    if not values["config_dir"]:
+        raise ConfigError("config_dir: must not be empty")
     password = values["db_password"]
     if values["db_password_file"]:
         password = _read_secret_file("db_password_file", values["db_password_file"])

@@ -118,7 +118,7 @@ interfaces:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ..module_utils._backup import apply_restore, observe, plan_restore
+from ..module_utils._backup import apply_restore, check_config_dir, observe, plan_restore
 from ..module_utils._db_module import (
     check_libraries,
     database_argument_spec,
@@ -134,6 +134,7 @@ def restore(module: AnsibleModule) -> dict:
     params = module.params
     source_id = server_id(params)
     snapshot = parse_snapshot(params["snapshot"])
+    check_config_dir("config_dir", params["config_dir"])  # before any database work
     with open_store(params) as store:
         snapshot_id, state = store.load_state(source_id, snapshot, params["interfaces"])
     plans = plan_restore(state, observe(params["config_dir"], state), params["apply"], params["force"])

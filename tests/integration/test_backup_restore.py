@@ -381,6 +381,11 @@ def test_a_failed_forced_restore_puts_the_users_file_back_byte_for_byte(pg_serve
     ("login_password", "pw\nx", "login_password: (hidden) holds the control character U+000A"),
     ("db", "wg\x00backup", "db: 'wg\\x00backup' holds the control character U+0000"),
     ("login_port", 0, "login_port: 0 is not a whole number from 1 to 65535"),
+    ("config_dir", "/tmp/wg\x00x", "config_dir: '/tmp/wg\\x00x' holds the control character U+0000"),
+    ("config_dir", "/tmp/wg\nx", "config_dir: '/tmp/wg\\nx' holds the control character U+000A"),
+    ("config_dir", "", "config_dir: must not be empty"),
+    ("ca_cert", "/nonexistent/ca.pem", "ca_cert: '/nonexistent/ca.pem' cannot be read"),
+    ("ssl_key", "/nonexistent/key.pem", "ssl_key: '/nonexistent/key.pem' cannot be read"),
 ])
 def test_bad_options_of_wg_backup_and_wg_restore_are_named(pg_server, pg_db, tmp_path, option, value, message):
     db = db_args(pg_server, pg_db, generate_key())

@@ -64,6 +64,7 @@ def test_settings_defaults_and_connection_arguments():
     ("connect_timeout", -1, r"^db_connect_timeout: -1 is not"),
     ("sslmode", "sometimes", r"^db_sslmode: 'sometimes' is not one of"),
     ("user", "x" * 5000, r"^db_user: .* is longer than 4096 characters"),
+    ("sslrootcert", "/nonexistent/ca.pem", r"^sslrootcert: '/nonexistent/ca.pem' cannot be read"),
 ])
 def test_bad_settings_name_the_callers_option_and_never_the_password(field, value, message):
     names = {f: f"db_{f}" for f in ("host", "port", "user", "password", "dbname", "sslmode", "connect_timeout")}
@@ -72,3 +73,7 @@ def test_bad_settings_name_the_callers_option_and_never_the_password(field, valu
         DatabaseSettings(**{field: value}, names=names)
     if field == "password":
         assert "pw" not in str(info.value) and "p\x00w" not in str(info.value)
+
+
+def test_the_systems_certificate_authorities_need_no_file():
+    assert DatabaseSettings(sslrootcert="system", sslmode="verify-full").connect_kwargs()["sslrootcert"] == "system"
