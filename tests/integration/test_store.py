@@ -387,7 +387,7 @@ def _unused_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_module_connection_options():
+def test_module_connection_options(tmp_path):
     from ansible_collections.wgfleet.wireguard.plugins.module_utils._db_module import (
         connection_params,
         database_argument_spec,
@@ -399,10 +399,12 @@ def test_module_connection_options():
     spec["db"]["default"] = "changed"
     assert database_argument_spec()["db"]["default"] == "wgrest_backup", "each call must give a fresh dict"
     params = {k: v.get("default") for k, v in database_argument_spec().items()}
-    params.update(login_host="db.example.org", login_password="pw", ca_cert="/etc/ca.pem", ssl_mode="verify-full")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here, only that it can be read\n")
+    params.update(login_host="db.example.org", login_password="pw", ca_cert=str(ca), ssl_mode="verify-full")
     assert connection_params(params) == {
         "host": "db.example.org", "port": 5432, "user": "postgres", "password": "pw", "dbname": "wgrest_backup",
-        "sslmode": "verify-full", "sslrootcert": "/etc/ca.pem", "connect_timeout": 10}
+        "sslmode": "verify-full", "sslrootcert": str(ca), "connect_timeout": 10}
     params["login_unix_socket"] = "/run/postgresql"
     assert connection_params(params)["host"] == "/run/postgresql"
 
