@@ -72,7 +72,7 @@ integration: venv
 
 bench: deps venv
 	$(PY) bench/bench_peers.py
-	@for b in bench/bench_backup.py bench/bench_sync.py; do [ ! -f $$b ] || $(PY) $$b; done
+	@for b in bench/bench_backup.py bench/bench_sync.py bench/bench_fleet.py; do [ ! -f $$b ] || $(PY) $$b; done
 
 clean:
 	rm -rf build .collections $(VENV) .venv-py39

@@ -1,6 +1,6 @@
 """Benchmark: one wgrest-sync cycle over 10,000 peers when nothing changed.
 
-Measures, for the sync process only (the wgrest double and PostgreSQL run in
+Measures, for the sync process only (the real wgrest and PostgreSQL run in
 their own processes), the CPU time of one ``SyncService.run_once()`` and the
 peer rows it writes, next to two raw baselines measured in the same run:
 
@@ -21,7 +21,6 @@ import json
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,9 +40,9 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils import (  # noqa
     _wgconf,
     _wgrest,
 )
-from tests.helpers.netns import Lab, sh  # noqa: E402
+from tests.helpers.netns import Lab  # noqa: E402
 from tests.helpers.postgres import PostgresServer  # noqa: E402
-from tests.wgrest_server.harness import ServerHost  # noqa: E402
+from tests.helpers.wgrest_real import WgrestHost  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -66,9 +65,8 @@ def raw_http(api_url: str, name: str) -> int:
         page += 1
 
 
-def raw_dump(ns: str, name: str) -> int:
-    out = subprocess.run(["ip", "netns", "exec", ns, "wg", "show", name, "dump"], capture_output=True,
-                         text=True, check=True).stdout
+def raw_dump(host, name: str) -> int:
+    out = host.run("wg", "show", name, "dump").stdout
     return len([line.split("\t") for line in out.splitlines()[1:]])
 
 
@@ -90,7 +88,7 @@ def main() -> int:
     try:
         pg = PostgresServer()
         pg.create_database("bench")
-        host = ServerHost(lab, "bench")
+        host = WgrestHost(lab, "bench")
         name = lab.wg_name("k")
         etc = base / "etc"
         _files.write_config(_files.config_path(str(etc), name), _wgconf.Interface(
@@ -102,7 +100,7 @@ def main() -> int:
             lines += ["[Peer]", f"PublicKey = {_keys.public_key(_keys.generate_private_key())}",
                       f"PresharedKey = {_keys.generate_private_key()}",
                       f"AllowedIPs = 10.200.{i // 250}.{i % 250 + 2}/32", "PersistentKeepalive = 25"]
-        sh("wg", "addconf", name, "/dev/stdin", input="\n".join(lines) + "\n", netns=host.ns)
+        host.run("wg", "addconf", name, "/dev/stdin", input="\n".join(lines) + "\n")
         host.start_wgrest(base / "wgrest", token=TOKEN)
         key_file = base / "key"
         key_file.write_text(_secrets.generate_key())
@@ -127,7 +125,7 @@ def main() -> int:
             assert count == args.peers
             http.append(cpu)
             http_wall.append(wall)
-            cpu, wall, count = measure(lambda: raw_dump(host.ns, name))
+            cpu, wall, count = measure(lambda: raw_dump(host, name))
             assert count == args.peers
             dump.append(cpu)
             dump_wall.append(wall)

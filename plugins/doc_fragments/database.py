@@ -25,7 +25,10 @@ options:
     default: 5432
     aliases: [port]
   login_user:
-    description: Role to connect as. It needs CREATE on the database the first time (to create the schema).
+    description:
+      - Role to connect as. Creating or upgrading the schema needs a role that may create tables in O(db) (see
+        O(wgfleet.wireguard.wg_backup#module:schema_only)); backups and restores need only the GRANTs listed in the
+        collection's C(docs/backup-restore.md).
     type: str
     default: postgres
     aliases: [login, user]
@@ -49,6 +52,12 @@ options:
     description: File of the certificate authorities that the server's certificate must chain to (libpq's C(sslrootcert)).
     type: str
     aliases: [ssl_rootcert]
+  ssl_cert:
+    description: File of the client certificate to log in with (libpq's C(sslcert)).
+    type: path
+  ssl_key:
+    description: File of the private key of O(ssl_cert) (libpq's C(sslkey)).
+    type: path
   connect_timeout:
     description: Seconds to wait for the connection before giving up.
     type: int

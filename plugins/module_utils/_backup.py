@@ -1,73 +1,179 @@
 # Private to the wgfleet.wireguard collection: not a public API.
-"""What wg_backup captures from a host and how wg_restore puts a stored state back.
+"""A server's state captured from a host (wg_backup and wgrest-sync), and put back by wg_restore.
 
-Capture reads the wg-quick files (every setting, key and peer label) and adds
-the live peers the files do not know yet (added with ``wg set`` or by an API).
-Restore checks every interface first (nothing is written if one is refused),
-then writes each file atomically and, with ``apply``, brings the device in
-line: up when it is down, a restart when a start-only setting differs, or live
-``wg`` changes otherwise. Peers not in the snapshot are removed live.
+Capture: one rule, :func:`capture_interface`, for both readers of a live
+device (``wg show dump`` for wg_backup, the wgrest API for wgrest-sync), so the
+two never disagree and never rewrite each other's rows:
+
+- the interface's settings (addresses, DNS, MTU, table, hooks, port, fwmark,
+  private key) come from its wg-quick file; the device fills in only what the
+  file lacks (a key set by a hook), and describes an interface that has no file;
+- the peer set and each peer's allowed IPs, preshared key and keepalive come from
+  the device while it runs (peers added through an API count; a peer revoked live
+  does not, even if a stale file still lists it); from the file while it is down;
+- labels and endpoints come from the file only. An endpoint the device learned
+  from a client's packets is runtime state (it moves with the client's NAT), so
+  it never makes a change and is never restored.
+
+Restore: :func:`observe` reads what the host has, :func:`plan_restore` decides
+(no I/O of its own apart from the device plan), :func:`apply_restore` carries it
+out and puts everything back as it was on a failure.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from dataclasses import dataclass, field
 
 from . import _device, _files, _peers
+from ._dbconfig import check_text
 from ._errors import WgError, WgValueError
 from ._interface import plan_device
 from ._keys import public_key
-from ._wgconf import IFNAME_RE, Interface, check_ifname, render
+from ._wgconf import IFNAME_RE, Interface, check_ifname, parse, render
+from ._wgrest import prune_dump
+
+# --- capture ---------------------------------------------------------------------------------------------
 
 
-def discover(config_dir: str) -> list[str]:
-    """Interfaces of this host: every ``NAME.conf`` in ``config_dir`` and every running WireGuard device."""
-    names = set()
-    try:
-        entries = os.listdir(config_dir)
-    except FileNotFoundError:
-        entries = []
-    except OSError as exc:
-        raise WgError(f"config_dir: cannot list {config_dir}: {exc.strerror}") from None
-    for entry in entries:
-        if entry.endswith(".conf") and IFNAME_RE.match(entry[:-5]):
-            names.add(entry[:-5])
-    proc = _device.run(["wg", "show", "interfaces"], check=False)
-    if proc.returncode == 0:
+def check_config_dir(option: str, value) -> str:
+    """The wg-quick directory: a non-empty path on one line (no NUL, line break or other control character)."""
+    if not value:
+        raise WgValueError(f"{option}: must not be empty")
+    return check_text(option, value)
+
+
+def is_interface_name(name: str) -> bool:
+    """A name a capture may take from a directory listing or a device list (never a hidden file)."""
+    return bool(IFNAME_RE.fullmatch(name)) and not name.startswith(".")
+
+
+class DeviceSource:
+    """The running devices of this host, read with ``wg show`` (wg_backup's live source)."""
+
+    def names(self) -> list[str]:
+        proc = _device.run(["wg", "show", "interfaces"], check=False)
+        if proc.returncode != 0:
+            return []
         # wireguard-go's sockets are machine-wide: a name counts only when its link is in this namespace.
-        names.update(n for n in proc.stdout.split() if _device.link_exists(n))
-    return sorted(names)
+        return [n for n in proc.stdout.split() if is_interface_name(n) and _device.link_exists(n)]
+
+    def read(self, name: str) -> Interface | None:
+        return _device.read_dump(name)
+
+    def link(self, name: str) -> tuple[tuple, int | None]:
+        return _device.addresses_and_mtu(name)
 
 
-def merge_live(from_file: Interface | None, live: Interface | None, name: str) -> Interface:
-    """The file's interface plus the live peers it lacks; a device without a file is taken as it runs."""
-    if from_file is None:
-        if live is None:
-            raise WgValueError(f"interfaces: {name!r} has no configuration file and is not running")
-        addresses, mtu = _device.addresses_and_mtu(name)
-        return live.replace(address=addresses, mtu=mtu)
+def capture_interface(name: str, from_file: Interface | None, live: Interface | None,
+                      link: tuple[tuple, int | None] | None = None) -> Interface:
+    """The state of one interface by the capture rule (see the module's docstring). Pure.
+
+    ``link`` is the running link's (addresses, MTU), used only for an interface without a file.
+    """
     if live is None:
+        if from_file is None:
+            raise WgValueError(f"interfaces: {name!r} has no configuration file and is not running")
         return from_file
-    known = from_file.peer_map()
-    # For peers in the file the file wins: a live endpoint moves with the client (roaming).
-    extra = tuple(p for p in live.peers if p.public_key not in known)
-    return from_file.replace(peers=from_file.peers + extra) if extra else from_file
+    if from_file is None:
+        addresses, mtu = link or ((), None)
+        return live.replace(address=addresses, mtu=mtu, peers=tuple(_unlearned(p) for p in live.peers))
+    configured = from_file.peer_map()
+    live_peers = live.peer_map()
+    # File order first, then the peers only the device has, by key: a stable order rewrites no row.
+    peers = [_as_configured(live_peers[k], p) for k, p in configured.items() if k in live_peers]
+    peers += [_unlearned(live_peers[k]) for k in sorted(live_peers) if k not in configured]
+    private_key = from_file.private_key or live.private_key
+    return from_file.replace(private_key=private_key, peers=tuple(peers))
 
 
-def capture(config_dir: str, names: list[str] | None = None) -> tuple[dict[str, Interface], dict[str, int]]:
-    """The state of this host's interfaces, and per interface how many peers were found only live."""
-    chosen = [check_ifname("interfaces", n) for n in names] if names else discover(config_dir)
+def _unlearned(peer):
+    """A device's peer without the endpoint it learned (a new object only when there is one to drop)."""
+    return peer if peer.endpoint is None else peer.replace(endpoint=None)
+
+
+def _as_configured(live, configured):
+    """A device's peer with the file's endpoint and label."""
+    if live.endpoint == configured.endpoint and live.name == configured.name:
+        return live
+    return live.replace(endpoint=configured.endpoint, name=configured.name)
+
+
+def capture(config_dir: str, source, names: list[str] | None = None, only: tuple = (),
+            lock: bool = True) -> tuple[dict[str, Interface], dict[str, int]]:
+    """The state of this host's interfaces, and per interface how many of its peers only the device has.
+
+    ``source`` reads the live devices (:class:`DeviceSource`, or the wgrest API's).
+    ``names``: exactly these interfaces (each must exist); else every wg-quick file
+    and every running device, limited to ``only`` when given. Any failure raises, so
+    that a read which failed half-way is never stored as peers that went away.
+    ``lock`` takes each interface's file lock (not for a reader of a read-only mount).
+    """
+    check_config_dir("config_dir", config_dir)
+    if names:
+        chosen = [check_ifname("interfaces", n) for n in names]
+    else:
+        try:
+            entries = os.listdir(config_dir)
+        except FileNotFoundError:
+            entries = []
+        except OSError as exc:
+            raise WgError(f"config_dir: cannot list {config_dir}: {exc.strerror}") from None
+        found = {e[:-5] for e in entries if e.endswith(".conf") and is_interface_name(e[:-5])}
+        found.update(source.names())
+        chosen = sorted(found & set(only) if only else found)
     state, live_only = {}, {}
     for name in chosen:
         path = _files.config_path(config_dir, name)
-        with _files.locked(config_dir, name):
+        with _files.locked(config_dir, name) if lock else contextlib.nullcontext():
             from_file = _files.read_config(path)
-            live = _device.read_dump(name)
-        iface = merge_live(from_file, live, name)
+            live = source.read(name)
+        link = source.link(name) if from_file is None and live is not None else None
+        iface = capture_interface(name, from_file, live, link)
         state[name] = iface
-        live_only[name] = len(iface.peers) - (len(from_file.peers) if from_file else 0)
+        known = from_file.peer_map() if from_file else {}
+        live_only[name] = sum(1 for p in iface.peers if p.public_key not in known)
     return state, live_only
+
+
+# --- restore ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class HostInterface:
+    """What the host has for one interface, as read before a restore."""
+
+    name: str
+    path: str
+    existing: Interface | None = None
+    original: bytes | None = field(default=None, repr=False)  # the file's bytes (None: no file)
+    unreadable: str | None = None  # why the file could not be parsed
+    live: Interface | None = None
+
+
+def observe(config_dir: str, names) -> dict[str, HostInterface]:
+    """Read each interface's file (its bytes kept, to put back) and running device."""
+    check_config_dir("config_dir", config_dir)
+    out = {}
+    for name in names:
+        path = _files.config_path(config_dir, name)
+        host = HostInterface(name, path)
+        try:
+            with open(path, "rb") as handle:
+                host.original = handle.read()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise WgError(f"cannot read {path}: {exc.strerror}") from None
+        if host.original is not None:
+            try:
+                host.existing = parse(host.original.decode("utf-8"), source=path)
+            except (WgValueError, UnicodeDecodeError) as exc:
+                host.unreadable = str(exc) if isinstance(exc, WgValueError) else "not UTF-8 text"
+        host.live = _device.read_dump(name)
+        out[name] = host
+    return out
 
 
 @dataclass
@@ -78,6 +184,7 @@ class RestorePlan:
     existing: Interface | None
     live: Interface | None
     file_changed: bool
+    original: bytes | None = field(default=None, repr=False)
     action: str = "none"  # none, up, restart, live
     upsert: list = field(default_factory=list)
     remove: list = field(default_factory=list)
@@ -91,7 +198,7 @@ class RestorePlan:
         return {
             "public_key": public_key(self.desired.private_key) if self.desired.private_key else None,
             "peers": len(self.desired.peers),
-            "file": "unchanged" if not self.file_changed else ("created" if self.existing is None else "updated"),
+            "file": ("created" if self.original is None else "updated") if self.file_changed else "unchanged",
             "applied": self.action,
             "peers_added_live": [p.public_key for p in self.upsert if self.live and p.public_key not in self.live.peer_map()],
             "peers_removed_live": list(self.remove),
@@ -106,18 +213,16 @@ class RestorePlan:
         }
 
 
-def plan_restore(state: dict[str, Interface], config_dir: str, apply: bool, force: bool) -> list[RestorePlan]:
-    """Plan every interface, refusing before anything is written."""
+def plan_restore(state: dict[str, Interface], observed: dict[str, HostInterface], apply: bool,
+                 force: bool) -> list[RestorePlan]:
+    """Plan every interface from what was observed, refusing before anything is written."""
     plans = []
     for name, desired in sorted(state.items()):
-        path = _files.config_path(config_dir, name)
-        try:
-            existing = _files.read_config(path)
-        except WgValueError:
-            if not force:
-                raise WgError(f"{path} exists but cannot be parsed; set force: true to overwrite it") from None
-            existing = None
-        live = _device.read_dump(name)
+        host = observed[name]
+        if host.unreadable and not force:
+            raise WgError(f"{host.path} exists but cannot be parsed ({host.unreadable}); "
+                          "set force: true to overwrite it (it is put back if the restore fails)")
+        existing, live = host.existing, host.live
         current_key = (existing.private_key if existing else None) or (live.private_key if live else None)
         if current_key and desired.private_key and current_key != desired.private_key and not force:
             raise WgError(
@@ -125,7 +230,8 @@ def plan_restore(state: dict[str, Interface], config_dir: str, apply: bool, forc
                 f"{public_key(current_key)}) than the snapshot ({public_key(desired.private_key)}); "
                 "set force: true to overwrite it"
             )
-        plan = RestorePlan(name, path, desired, existing, live, file_changed=existing != desired)
+        plan = RestorePlan(name, host.path, desired, existing, live, file_changed=existing != desired,
+                           original=host.original)
         if apply:
             _plan_live(plan)
         plans.append(plan)
@@ -144,9 +250,47 @@ def _plan_live(plan: RestorePlan) -> None:
         plan.action = "live"
 
 
+@dataclass
+class _Done:
+    """What apply_restore did to one interface, to undo it."""
+
+    plan: RestorePlan
+    stopped: bool = False
+    written: bool = False
+    started: bool = False
+
+
+def _put_back(path: str, data: bytes) -> None:
+    """The user's file exactly as it was (bytes, even unparseable ones), atomically, 0600."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _remove_strays(plan: RestorePlan) -> None:
+    """After a start: peers the device holds that the snapshot has not (a PostUp hook may add them) go."""
+    live = _device.read_dump(plan.name)
+    if live is None:
+        return
+    keep = {p.public_key for p in plan.desired.peers}
+    strays = [k for k in live.peer_map() if k not in keep]
+    if strays:
+        _device.apply_peers(plan.name, [], strays, live.peer_map())
+        plan.remove.extend(strays)
+
+
 def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> None:
     """Carry out the plans; on a failure the files written are put back, and interfaces restarted come back."""
-    done: list[RestorePlan] = []
+    done: list[_Done] = []
     try:
         for plan in plans:
             if not plan.changed:
@@ -154,13 +298,18 @@ def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> Non
             config_dir = os.path.dirname(plan.path)
             _files.ensure_dir(config_dir)
             with _files.locked(config_dir, plan.name):
+                step = _Done(plan)
+                done.append(step)
                 if plan.action == "restart":
                     _device.down(plan.path, plan.name)  # with the old file, so its PreDown/PostDown run
+                    step.stopped = True
                 if plan.file_changed:
                     _files.write_config(plan.path, plan.desired)
-                done.append(plan)
+                    step.written = True
                 if plan.action in ("up", "restart"):
                     _device.up(plan.path, implementation)
+                    step.started = True
+                    _remove_strays(plan)
                 elif plan.action == "live":
                     if plan.live_settings:
                         _device.set_interface(plan.name, plan.desired.private_key, plan.desired.listen_port,
@@ -168,19 +317,23 @@ def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> Non
                     if plan.upsert or plan.remove:
                         _device.apply_peers(plan.name, plan.upsert, plan.remove, plan.live.peer_map())
                         _device.add_routes(plan.name, plan.desired, plan.upsert)
+                if plan.action != "none":
+                    # wgrest's last dump must not give a restart the peers the snapshot does not have.
+                    plan.remove.extend(k for k in prune_dump(plan.desired, plan.name) if k not in plan.remove)
     except WgError:
         # Put the host back as far as files and interface starts go; live peer changes already
         # made to an earlier interface stay (they match the snapshot, which was the goal).
-        for plan in reversed(done):
-            if plan.action == "up" and _device.link_exists(plan.name):
+        for step in reversed(done):
+            plan = step.plan
+            if plan.action in ("up", "restart") and _device.link_exists(plan.name):
                 with contextlib.suppress(WgError):
                     _device.down(plan.path, plan.name)
-            if plan.file_changed:
-                if plan.existing is None:
+            if step.written:
+                if plan.original is None:
                     _files.remove(plan.path)
                 else:
-                    _files.write_config(plan.path, plan.existing)
-            if plan.action == "restart" and plan.existing is not None and not _device.link_exists(plan.name):
+                    _put_back(plan.path, plan.original)
+            if step.stopped and plan.original is not None and not _device.link_exists(plan.name):
                 with contextlib.suppress(WgError):
                     _device.up(plan.path, implementation)
         raise

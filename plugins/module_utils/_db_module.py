@@ -2,7 +2,8 @@
 """The Ansible side shared by wg_backup and wg_restore: database options, the store, the cipher.
 
 The option names and meanings follow community.postgresql, so one set of
-connection variables serves both collections.
+connection variables serves both collections. Defaults, checks and the
+mapping to a connection live in ``_dbconfig``, shared with wgrest-sync.
 """
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import socket
 
 from ansible.module_utils.basic import missing_required_lib
 
+from . import _dbconfig, _secrets
 from ._secrets import HAS_CRYPTOGRAPHY, KeyCipher
 from ._store import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, Store
 
-DEFAULT_DB = "wgrest_backup"
-SSL_MODES = ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]
+# DatabaseSettings field -> option name, for error messages.
+OPTION_NAMES = {"host": "login_host", "port": "login_port", "user": "login_user", "password": "login_password",
+                "dbname": "db", "sslmode": "ssl_mode", "sslrootcert": "ca_cert", "sslcert": "ssl_cert",
+                "sslkey": "ssl_key", "connect_timeout": "connect_timeout"}
 
 
 def database_argument_spec() -> dict:
@@ -22,19 +26,21 @@ def database_argument_spec() -> dict:
     return {
         "login_host": {"type": "str", "default": "", "aliases": ["host"]},
         "login_unix_socket": {"type": "str", "default": "", "aliases": ["unix_socket"]},
-        "login_port": {"type": "int", "default": 5432, "aliases": ["port"]},
-        "login_user": {"type": "str", "default": "postgres", "aliases": ["login", "user"]},
+        "login_port": {"type": "int", "default": _dbconfig.DEFAULT_PORT, "aliases": ["port"]},
+        "login_user": {"type": "str", "default": _dbconfig.DEFAULT_USER, "aliases": ["login", "user"]},
         "login_password": {"type": "str", "default": "", "no_log": True},
-        "db": {"type": "str", "default": DEFAULT_DB, "aliases": ["login_db"]},
-        "ssl_mode": {"type": "str", "default": "prefer", "choices": list(SSL_MODES)},
+        "db": {"type": "str", "default": _dbconfig.DEFAULT_DB, "aliases": ["login_db"]},
+        "ssl_mode": {"type": "str", "default": _dbconfig.DEFAULT_SSL_MODE, "choices": list(_dbconfig.SSL_MODES)},
         "ca_cert": {"type": "str", "aliases": ["ssl_rootcert"]},
-        "connect_timeout": {"type": "int", "default": 10},
+        "ssl_cert": {"type": "path"},
+        "ssl_key": {"type": "path", "no_log": False},
+        "connect_timeout": {"type": "int", "default": _dbconfig.DEFAULT_CONNECT_TIMEOUT},
     }
 
 
 def server_id(params: dict) -> str:
     """The server a snapshot belongs to: ``server_id``, or this host's fully qualified name."""
-    return params["server_id"] or socket.getfqdn()
+    return _dbconfig.check_server_id("server_id", params["server_id"] or socket.getfqdn())
 
 
 def key_argument_spec() -> dict:
@@ -44,20 +50,29 @@ def key_argument_spec() -> dict:
     }
 
 
-def connection_params(params: dict) -> dict:
-    """psycopg2.connect keyword arguments from the module options (empty ones left to libpq's defaults)."""
-    host = params.get("login_unix_socket") or params.get("login_host")
-    out = {
-        "host": host,
+def database_settings(params: dict) -> _dbconfig.DatabaseSettings:
+    """The module options as checked settings; an error names the option."""
+    names = dict(OPTION_NAMES)
+    if params.get("login_unix_socket"):
+        names["host"] = "login_unix_socket"
+    values = {
+        "host": params.get("login_unix_socket") or params.get("login_host") or None,
         "port": params.get("login_port"),
-        "user": params.get("login_user"),
-        "password": params.get("login_password"),
-        "dbname": params.get("db") or DEFAULT_DB,
-        "sslmode": params.get("ssl_mode"),
-        "sslrootcert": params.get("ca_cert"),
+        "user": params.get("login_user") or None,
+        "password": params.get("login_password") or None,
+        "dbname": params.get("db") or _dbconfig.DEFAULT_DB,
+        "sslmode": params.get("ssl_mode") or _dbconfig.DEFAULT_SSL_MODE,
+        "sslrootcert": params.get("ca_cert") or None,
+        "sslcert": params.get("ssl_cert") or None,
+        "sslkey": params.get("ssl_key") or None,
         "connect_timeout": params.get("connect_timeout"),
     }
-    return {k: v for k, v in out.items() if v not in (None, "")}
+    return _dbconfig.DatabaseSettings(**{k: v for k, v in values.items() if v is not None}, names=names)
+
+
+def connection_params(params: dict) -> dict:
+    """psycopg2.connect keyword arguments from the module options (empty ones left to libpq's defaults)."""
+    return database_settings(params).connect_kwargs()
 
 
 def check_libraries(module) -> None:
@@ -68,11 +83,7 @@ def check_libraries(module) -> None:
 
 
 def make_cipher(params: dict) -> KeyCipher | None:
-    if params.get("encryption_key"):
-        return KeyCipher.from_base64(params["encryption_key"])
-    if params.get("encryption_key_file"):
-        return KeyCipher.from_file(params["encryption_key_file"])
-    return None
+    return _secrets.make_cipher(params.get("encryption_key"), params.get("encryption_key_file"))
 
 
 def open_store(params: dict, allow_plaintext_keys: bool = False) -> Store:

@@ -72,7 +72,11 @@ class KeyCipher:
         self._aead = AESGCM(key)
         # Derived values only: the key itself is kept by AESGCM and nowhere else.
         self.key_id = hmac.new(key, b"wgfleet.wireguard key id v1", hashlib.sha256).digest()[:KEY_ID_LEN]
-        self._mac_key = hmac.new(key, b"wgfleet.wireguard row digest v1", hashlib.sha256).digest()
+        mac_key = hmac.new(key, b"wgfleet.wireguard row digest v1", hashlib.sha256).digest()
+        # HMAC-SHA256 (RFC 2104) with the inner and outer pads hashed once: a restore digests every
+        # row, and hmac.digest() sets up its pads again on each call (about twice the cost).
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in mac_key.ljust(64, b"\0")))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in mac_key.ljust(64, b"\0")))
 
     def __repr__(self) -> str:
         return f"KeyCipher(key_id={self.key_id.hex()})"
@@ -122,8 +126,59 @@ class KeyCipher:
         except (InvalidTag, UnicodeDecodeError):
             raise DamagedSecretError("the stored value fails authentication (altered, truncated or moved)") from None
 
+    def decryptor(self) -> tuple:
+        """``(decrypt, head)`` for opening many values in a loop: ``decrypt(blob[9:21], blob[21:], head + context)``
+        is ``open(blob, context)`` for a well-formed value of this key, and raises InvalidTag for anything else
+        (a value of another key, a plain one, a damaged one): the caller then asks ``open`` to say which."""
+        return self._aead.decrypt, bytes([SEALED]) + self.key_id
+
+    def opener(self):
+        """``open`` for many values at once (a restore opens every preshared key): the same checks, fewer steps.
+
+        Anything but a well-formed value of this key goes through ``open``, which says what is wrong.
+        """
+        decrypt = self._aead.decrypt
+        head = bytes([SEALED]) + self.key_id
+        minimum = HEADER_LEN + 16
+
+        def open_one(blob: bytes, context: bytes) -> str:
+            if len(blob) < minimum or blob[: 1 + KEY_ID_LEN] != head:
+                return self.open(blob, context)
+            try:
+                return decrypt(blob[1 + KEY_ID_LEN : HEADER_LEN], blob[HEADER_LEN:], head + context).decode()
+            except (InvalidTag, UnicodeDecodeError):
+                raise DamagedSecretError("the stored value fails authentication (altered, truncated or moved)") from None
+
+        return open_one
+
+    def digester(self) -> _RunningHmac:
+        """A running keyed digest: ``update()`` as often as needed, then ``digest()``."""
+        return _RunningHmac(self._inner.copy(), self._outer)
+
     def digest(self, data: bytes) -> bytes:
-        return hmac.digest(self._mac_key, data, "sha256")
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+class _RunningHmac:
+    def __init__(self, inner, outer):
+        self._inner, self._outer = inner, outer
+
+    def update(self, data: bytes) -> None:
+        self._inner.update(data)
+
+    def digest(self) -> bytes:
+        outer = self._outer.copy()
+        outer.update(self._inner.digest())
+        return outer.digest()
+
+
+def digester(cipher: KeyCipher | None):
+    """A running digest keyed like :func:`digest` (plain SHA-256 without a cipher)."""
+    return cipher.digester() if cipher is not None else hashlib.sha256()
 
 
 def seal(cipher: KeyCipher | None, plaintext: str, context: bytes, allow_plaintext: bool) -> bytes:
@@ -138,9 +193,21 @@ def seal(cipher: KeyCipher | None, plaintext: str, context: bytes, allow_plainte
     return bytes([PLAIN]) + plaintext.encode()
 
 
+def make_cipher(key: str | None = None, key_file: str | None = None) -> KeyCipher | None:
+    """The cipher of ``encryption_key`` (base64) or of ``encryption_key_file``; None when neither is given."""
+    if key:
+        return KeyCipher.from_base64(key)
+    if key_file:
+        return KeyCipher.from_file(key_file)
+    return None
+
+
 def unseal(cipher: KeyCipher | None, blob: bytes, context: bytes) -> str:
+    """The key in ``blob``. With a cipher, only a value sealed by it opens: a plain one is refused."""
     blob = bytes(blob)
     if blob[:1] == bytes([PLAIN]):
+        if cipher is not None:
+            raise DamagedSecretError("it is stored in plain text, not encrypted with encryption_key")
         try:
             return blob[1:].decode()
         except UnicodeDecodeError:

@@ -9,14 +9,23 @@ it, so an unchanged peer is never written again and a one-peer change writes
 one row. Keys are sealed by ``_secrets``; a keyed digest of every row tells a
 change without decrypting, and proves on load that the row is what was written.
 
-Plain Python (no Ansible): the wgrest-sync daemon uses it directly.
+Stored format 2 (this code writes it; format 1 still loads): every row digest
+starts with its format byte, and each snapshot carries a digest of every
+interface's whole state (settings, key, peers in order) and a seal over those
+and its own id, server and key, so that with an encryption key a snapshot
+loads only when it is exactly the set of rows that key's holder saved as it.
+The same interface digests let an unchanged save stop after one row read.
+
+Plain Python (no Ansible): the wgrest-sync service uses it directly.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import gc
 import io
 import json
-from dataclasses import dataclass, field
+import re
 
 try:
     import psycopg2
@@ -29,17 +38,22 @@ except ImportError as exc:  # the modules report missing_required_lib()
     PSYCOPG2_IMPORT_ERROR = exc
 
 from . import _secrets
-from ._errors import WgError, WgValueError
+from ._dbconfig import check_server_id
+from ._errors import WgError, WgValueError, scrub_keys
 from ._keys import public_key
 from ._secrets import DamagedSecretError, KeyCipher, KeyMismatchError, key_id_hex
 from ._wgconf import HOOKS, Interface, Peer, check_ifname
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# The digest format this code writes. Format 1: unversioned 32-byte row digests, no snapshot seal.
+FORMAT = 2
 # pg_advisory_xact_lock(int, int) namespaces: one for migrations, one per server for saves.
 LOCK_CLASS = 0x5767  # "Wg"
 MIGRATION_LOCK = 1
 # Gaps between stored peer positions, so a peer inserted between two others takes the middle.
 POSITION_STEP = 1 << 20
+# sync_status.error is for people: long enough for any message of ours, short enough for a table row.
+ERROR_MAX = 2000
 
 SETTING_FIELDS = ("listen_port", "fwmark", "address", "dns", "mtu", "table", *HOOKS, "save_config")
 PEER_COLUMNS = (
@@ -108,20 +122,30 @@ CREATE TABLE sync_status (
 );
 """),
 }
+MIGRATIONS[2] = ("snapshots sealed: digest format, per-interface state digests, seal", """
+ALTER TABLE snapshots
+    ADD COLUMN format smallint NOT NULL DEFAULT 1,
+    ADD COLUMN interface_digests jsonb,
+    ADD COLUMN seal bytea;
+""")
 
 
 class StoreError(WgError):
     """The store cannot do what was asked; the message names what and never carries a key or password."""
 
 
-@dataclass
+class SaveRefused(StoreError):
+    """A guarded save (the sync service's) would drop an interface or replace a private key."""
+
+
+@dataclasses.dataclass
 class SaveResult:
     snapshot_id: int | None
     changed: bool
-    counts: dict = field(default_factory=dict)
+    counts: dict = dataclasses.field(default_factory=dict)
 
 
-@dataclass
+@dataclasses.dataclass
 class Snapshot:
     id: int
     server_id: str
@@ -130,14 +154,23 @@ class Snapshot:
     key_id: bytes | None
     interface_count: int
     peer_count: int
+    format: int = 1
+    interface_digests: dict | None = None
+    seal: bytes | None = None
+
+
+# --- COPY --------------------------------------------------------------------------------------------------
+
+NULL = "\\N"
+BYTEA_PREFIX = "\\\\x"
 
 
 def _copy_text(value) -> str:
     """One field in COPY's text format."""
     if value is None:
-        return "\\N"
+        return NULL
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return "\\\\x" + bytes(value).hex()
+        return BYTEA_PREFIX + bytes(value).hex()
     if isinstance(value, (tuple, list)):
         # Only CIDRs go in arrays: no character there needs quoting.
         return "{" + ",".join(value) + "}"
@@ -145,14 +178,6 @@ def _copy_text(value) -> str:
     if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
         text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     return text
-
-
-def copy_rows(cursor, table: str, columns, rows) -> None:
-    """Bulk insert with COPY (the fastest way in); ``rows`` are tuples in ``columns`` order."""
-    buf = io.StringIO()
-    buf.writelines("\t".join(map(_copy_text, row)) + "\n" for row in rows)
-    buf.seek(0)
-    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buf)
 
 
 class _StreamedLines:
@@ -199,8 +224,12 @@ def copy_peers(cursor, server_id: str, snap_id: int, rows, seal) -> None:
     cursor.copy_expert(f"COPY peers ({', '.join(PEER_COLUMNS)}) FROM STDIN", _StreamedLines(lines()), size=1 << 16)
 
 
-NULL = "\\N"
-BYTEA_PREFIX = "\\\\x"
+# --- digests (pure) ----------------------------------------------------------------------------------------
+#
+# A stored row digest is the 32-byte digest alone (format 1) or its format byte and the digest (format 2 on).
+# The digest is HMAC-SHA256 under a key derived from the encryption key, or plain SHA-256 without one.
+
+_NO_KEY = bytes(32)  # stands for "no private key" in an interface's state digest
 
 
 def _context(*parts: str) -> bytes:
@@ -216,14 +245,100 @@ def _settings_json(iface: Interface) -> dict:
     return data
 
 
-def _peer_digest_input(server_id: str, interface: str, peer: Peer) -> bytes:
+def settings_text(iface: Interface) -> str:
+    return json.dumps(_settings_json(iface), sort_keys=True, separators=(",", ":"))
+
+
+def _peer_input(fmt: int, server_id: str, interface: str, key: str, allowed: str, endpoint, keepalive, name,
+                psk) -> bytes:
     # Newlines cannot occur in any peer field (the model rejects them), so they separate unambiguously.
     return "\n".join((
-        "peer", server_id, interface, peer.public_key, ",".join(peer.allowed_ips), peer.endpoint or "",
-        str(peer.persistent_keepalive), peer.name if peer.name is not None else "\0",
-        peer.preshared_key or "",
+        "peer" if fmt == 1 else f"peer/{fmt}", server_id, interface, key, allowed, endpoint or "",
+        str(keepalive), name if name is not None else "\0", psk or "",
     )).encode()
 
+
+def _peer_digest_input(server_id: str, interface: str, peer: Peer, fmt: int = FORMAT) -> bytes:
+    return _peer_input(fmt, server_id, interface, peer.public_key, ",".join(peer.allowed_ips), peer.endpoint,
+                       peer.persistent_keepalive, peer.name, peer.preshared_key)
+
+
+def _settings_input(fmt: int, server_id: str, name: str, text: str) -> bytes:
+    return _context("interface" if fmt == 1 else f"interface/{fmt}", server_id, name, text)
+
+
+def _key_input(fmt: int, server_id: str, name: str, private_key: str) -> bytes:
+    return _context("server_key" if fmt == 1 else f"server_key/{fmt}", server_id, name, private_key)
+
+
+def stored_format(stored: bytes) -> int:
+    """The format of a stored row digest; 0 when it is neither format."""
+    if len(stored) == 32:
+        return 1
+    if len(stored) == 33 and stored[0] == FORMAT:
+        return FORMAT
+    return 0
+
+
+def _stored(cipher, data: bytes) -> bytes:
+    """A row digest as this code stores it."""
+    return bytes([FORMAT]) + _secrets.digest(cipher, data)
+
+
+def _same_row(cipher, stored: bytes, make_input) -> bool:
+    """Whether a stored digest (of either format) is the digest of ``make_input(format)``."""
+    fmt = stored_format(stored)
+    if fmt == 1:
+        return stored == _secrets.digest(cipher, make_input(1))
+    return fmt == FORMAT and stored[1:] == _secrets.digest(cipher, make_input(FORMAT))
+
+
+def interface_state_digest(cipher, server_id: str, name: str, settings_digest: bytes, key_digest: bytes | None,
+                           peer_inputs) -> bytes:
+    """One digest of an interface's whole state: its settings and key digests, then every peer's digest input
+    (each after its length), in peer order. One running digest: a load checks 10,000 peers with it at once."""
+    parts = [_context("interface-state", server_id, name, ""), settings_digest, key_digest or _NO_KEY]
+    for data in peer_inputs:
+        parts.append(len(data).to_bytes(4, "big"))
+        parts.append(data)
+    running = _secrets.digester(cipher)
+    running.update(b"".join(parts))
+    return running.digest()
+
+
+def snapshot_seal(cipher, server_id: str, snap_id: int, key_id: bytes | None, digests: dict) -> bytes:
+    """Binds a snapshot's interface digests to its id, its server and its key."""
+    listing = json.dumps(digests, sort_keys=True, separators=(",", ":"))
+    return _secrets.digest(cipher, _context("snapshot", str(FORMAT), server_id, str(snap_id), key_id_hex(key_id),
+                                            listing))
+
+
+@dataclasses.dataclass
+class InterfaceDigests:
+    """The format-2 digests of one captured interface (peer digests are made only when a save needs them)."""
+
+    settings_text: str
+    settings: bytes
+    key: bytes | None
+    peer_inputs: list  # each peer's digest input, in peer order
+    state: bytes
+
+
+def digest_state(cipher, server_id: str, interfaces: dict[str, Interface]) -> dict[str, InterfaceDigests]:
+    """The digests of a state that tell whether it changed (pure: no database)."""
+    out = {}
+    digest = _secrets.digest
+    for name, iface in interfaces.items():
+        text = settings_text(iface)
+        settings = digest(cipher, _settings_input(FORMAT, server_id, name, text))
+        key = digest(cipher, _key_input(FORMAT, server_id, name, iface.private_key)) if iface.private_key else None
+        inputs = [_peer_digest_input(server_id, name, p) for p in iface.peers]
+        out[name] = InterfaceDigests(text, settings, key, inputs,
+                                     interface_state_digest(cipher, server_id, name, settings, key, inputs))
+    return out
+
+
+# --- peer order --------------------------------------------------------------------------------------------
 
 def _longest_increasing(values: list) -> set[int]:
     """Indices of a longest strictly increasing run (not necessarily contiguous) of the non-None ``values``."""
@@ -285,6 +400,11 @@ def assign_positions(peers, stored: dict[str, int]) -> list[int]:
     return out
 
 
+# --- options -----------------------------------------------------------------------------------------------
+
+_BIGINT_MAX = (1 << 63) - 1
+
+
 def parse_timestamp(value: str) -> datetime.datetime:
     text = value.strip()
     if text.endswith(("Z", "z")):
@@ -298,6 +418,180 @@ def parse_timestamp(value: str) -> datetime.datetime:
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)  # documented: a time without offset is UTC
     return when
+
+
+def parse_snapshot(value) -> int | str | None:
+    """The ``snapshot`` option: None (the latest), a snapshot id (ASCII digits), or an ISO 8601 time."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        raise WgValueError(f"snapshot: {value!r} is neither a snapshot id nor an ISO 8601 time")
+    if re.fullmatch(r"[0-9]+", text, re.ASCII):
+        if len(text) > 19 or int(text) > _BIGINT_MAX:
+            raise WgValueError(f"snapshot: {text[:25]!r} is too large for a snapshot id")
+        return int(text)
+    if len(text) > 64 or not text.isprintable():
+        raise WgValueError(f"snapshot: {text[:40]!r} is neither a snapshot id nor an ISO 8601 time "
+                           "(e.g. 2024-05-01T12:00:00Z)")
+    parse_timestamp(text)  # refused here, with the option named, rather than by the database
+    return text
+
+
+# --- rows as the model -------------------------------------------------------------------------------------
+
+_PEER_FIELDS = ("public_key", "allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name")
+# Rows whose format-2 digest was checked under the user's key are what a save of this format wrote from a
+# validated model: they are built without validating again (it is most of a restore's time otherwise).
+# Only while the model has exactly these fields; anything else is built through its constructor.
+_TRUSTED_BUILD = tuple(f.name for f in dataclasses.fields(Peer)) == _PEER_FIELDS
+
+
+_COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+_COPY_ESCAPE_RE = re.compile(r"\\(.)")
+
+
+def _copy_field(text: str):
+    """A text field of COPY TO's text format: None for NULL, backslash escapes undone."""
+    if text == NULL:
+        return None
+    if "\\" in text:
+        text = _COPY_ESCAPE_RE.sub(lambda m: _COPY_ESCAPES.get(m.group(1), m.group(1)), text)
+    return text
+
+
+class _PeerRows(io.TextIOBase):
+    """The (text) file object COPY TO writes peer rows into, one row per call: each row is opened (its preshared
+    key decrypted), made into a peer and its digest input as it arrives, so Python works while PostgreSQL
+    is still sending (on the other core). Rows come in no order; ``result()`` sorts them by position.
+    A failure is kept and raised after the COPY (an exception inside it would leave the connection mid-COPY).
+    """
+
+    def __init__(self, store, server_id: str, row_cipher, sealed: bool, damaged, mismatch):
+        self.server_id, self.row_cipher, self.sealed = server_id, row_cipher, sealed
+        self.damaged, self.mismatch = damaged, mismatch
+        self.trusted = _TRUSTED_BUILD and row_cipher is not None and sealed
+        user_cipher = store.cipher
+        self.open_psk = user_cipher.opener() if user_cipher is not None else \
+            (lambda blob, context: _secrets.unseal(None, blob, context))
+        # The common row (format 2, proved by the state digest, under the user's key) takes write()'s own path.
+        self.decrypt, self.head = user_cipher.decryptor() if user_cipher is not None and self.trusted else (None, b"")
+        self.rows: dict[str, list] = {}
+        self.error: BaseException | None = None
+        self._contexts: dict[str, tuple] = {}
+        super().__init__()
+
+    def _context(self, iface: str) -> tuple:
+        found = self._contexts.get(iface)
+        if found is None:
+            psk_context = _context("preshared_key", self.server_id, iface, "")
+            found = self._contexts[iface] = (psk_context, f"peer/{FORMAT}\n{self.server_id}\n{iface}\n",
+                                             self.rows.setdefault(iface, []).append, self.head + psk_context)
+        return found
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, line: str, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex, _peer=Peer,
+              _null=NULL) -> int:
+        if self.error is not None:
+            return len(line)
+        try:
+            fields = line[:-1].split("\t")
+            iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig_hex = fields
+            _psk_context, prefix, add, aad = self._contexts.get(iface) or self._context(iface)
+            if self.decrypt is None or len(dig_hex) != 69 or "\\" in label:
+                self._row(fields)
+                return len(line)
+            psk = None
+            if psk_hex != _null:
+                blob = _fromhex(psk_hex[3:])
+                try:
+                    psk = self.decrypt(blob[9:21], blob[21:], aad + key.encode()).decode()
+                except Exception:  # not this key's, not sealed, damaged: the general path says which
+                    self._row(fields)
+                    return len(line)
+            allowed = allowed[1:-1]
+            endpoint = None if endpoint == _null else endpoint
+            keepalive = int(keepalive)
+            label = None if label == _null else label
+            peer = _new(_peer)
+            # A frozen dataclass without slots keeps its fields in __dict__.
+            _set(peer, "__dict__", {"public_key": key, "allowed_ips": tuple(allowed.split(",")) if allowed else (),
+                                    "endpoint": endpoint, "preshared_key": psk, "persistent_keepalive": keepalive,
+                                    "name": label})
+            add((int(pos), peer, (f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
+                                  f"{label if label is not None else chr(0)}\n{psk or ''}").encode(), dig_hex))
+        except Exception as exc:  # kept, raised after the COPY
+            self.error = exc
+        return len(line)
+
+    def _row(self, fields: list, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex) -> None:
+        iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig_hex = fields
+        psk_context, prefix, add, _aad = self._contexts.get(iface) or self._context(iface)
+        allowed = allowed[1:-1]
+        endpoint = None if endpoint == NULL else endpoint
+        keepalive = int(keepalive)
+        label = None if label == NULL else _copy_field(label)
+        # One try per row (free in Python 3.11 unless raised); the message is built only on failure.
+        try:
+            psk = None if psk_hex == NULL else self.open_psk(_fromhex(psk_hex[3:]), psk_context + key.encode())
+        except KeyMismatchError:
+            raise self.mismatch(f"peer {key} of interface {iface}") from None
+        except DamagedSecretError as exc:
+            raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
+        data = (f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
+                f"{label if label is not None else chr(0)}\n{psk or ''}").encode()
+        cidrs = tuple(allowed.split(",")) if allowed else ()
+        if self.trusted and len(dig_hex) == 69:  # \\x + 33 bytes: a format-2 row
+            peer = _new(Peer)
+            # A frozen dataclass without slots keeps its fields in __dict__.
+            _set(peer, "__dict__", {"public_key": key, "allowed_ips": cidrs, "endpoint": endpoint,
+                                    "preshared_key": psk, "persistent_keepalive": keepalive, "name": label})
+            add((int(pos), peer, data, dig_hex))
+            return
+        stored = _fromhex(dig_hex[3:])
+        if not self.sealed and not _same_row(self.row_cipher, stored, lambda f: data if f == FORMAT else _peer_input(
+                f, self.server_id, iface, key, allowed, endpoint, keepalive, label, psk)):
+            raise self.damaged(f"peer {key} of interface {iface}", "it does not match its digest")
+        try:
+            peer = Peer(public_key=key, allowed_ips=cidrs, endpoint=endpoint, preshared_key=psk,
+                        persistent_keepalive=keepalive, name=label)
+        except WgError as exc:
+            raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
+        add((int(pos), peer, data, dig_hex))
+
+    def result(self, iface: str) -> tuple[list, list, list]:
+        """(peers, digest inputs, stored digests as COPY hex) of ``iface``, in position order."""
+        if self.error is not None:
+            raise self.error
+        rows = self.rows.get(iface, [])
+        rows.sort(key=_first)
+        return [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]
+
+
+def _first(row: tuple) -> int:
+    return row[0]
+
+
+def _copy_peers_out(cur, server_id: str, snap_id: int, names: list[str], latest: bool, sink: _PeerRows) -> None:
+    """COPY TO of the peer rows valid at ``snap_id`` into ``sink``: several times faster than a cursor's
+    fetch (which builds a list for every array and an object for every bytea). Unsorted: a server-side
+    sort of 10,000 wide rows spills to disk with the default work_mem.
+
+    ``latest``: the snapshot is the server's latest, whose rows are exactly the current ones (the partial
+    index ``peers_current``). Fields: interface, position, public key, allowed IPs ``{a,b}``, endpoint,
+    keepalive, name, preshared key and digest (bytea as ``\\\\x<hex>``); NULL is ``\\N``.
+    """
+    valid = "valid_to IS NULL" if latest else "valid_from <= %(sid)s AND (valid_to IS NULL OR valid_to > %(sid)s)"
+    query = cur.mogrify(
+        "COPY (SELECT interface, position, public_key, allowed_ips, endpoint, persistent_keepalive, name,"
+        f" preshared_key, digest FROM peers WHERE server_id = %(server)s AND {valid} AND interface = ANY(%(names)s))"
+        " TO STDOUT", {"server": server_id, "sid": snap_id, "names": names})
+    cur.copy_expert(query.decode(psycopg2.extensions.encodings.get(cur.connection.encoding, "utf-8")), sink)
 
 
 class Store:
@@ -326,7 +620,7 @@ class Store:
         password = self.conn_params.get("password")
         if password:
             text = text.replace(str(password), "********")
-        return text
+        return scrub_keys(text)
 
     def _connect(self) -> None:
         try:
@@ -336,6 +630,8 @@ class Store:
             if "does not exist" in message and "database" in message:
                 message += " (create it first, e.g. with community.postgresql.postgresql_db)"
             raise StoreError(f"cannot connect to PostgreSQL at {self.where()}: {message}") from None
+        except (ValueError, TypeError) as exc:  # libpq refuses a value (a NUL, a wrong type)
+            raise StoreError(f"cannot connect to PostgreSQL at {self.where()}: {self._clean(exc)}") from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -382,15 +678,32 @@ class Store:
 
     # -- schema -----------------------------------------------------------------------------------------------
 
-    def migrate(self) -> None:
-        """Create or upgrade the schema. Concurrent callers wait on an advisory lock, so each step runs once."""
+    @staticmethod
+    def _version(cur) -> int:
+        cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return 0
+        cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+        return cur.fetchone()[0]
+
+    def migrate(self) -> bool:
+        """Create or upgrade the schema; True when it did. Concurrent callers wait on an advisory lock.
+
+        A schema that is already current is only read: a login with no CREATE or ALTER right may call this.
+        """
 
         def work(cur):
+            found = self._version(cur)
+            if found == SCHEMA_VERSION:
+                return False
+            if found > SCHEMA_VERSION:
+                raise StoreError(f"database {self.where()} has schema version {found}, newer than this collection "
+                                 f"knows ({SCHEMA_VERSION}); upgrade the collection")
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, MIGRATION_LOCK))
-            cur.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
-                " applied_at timestamptz NOT NULL DEFAULT now(), description text NOT NULL)"
-            )
+            # Again, under the lock: another host may have done it meanwhile. (Through the table itself: an
+            # advisory lock does not refresh this transaction's view of the catalog, a table access does.)
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
+                        " applied_at timestamptz NOT NULL DEFAULT now(), description text NOT NULL)")
             cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
             current = cur.fetchone()[0]
             if current > SCHEMA_VERSION:
@@ -402,41 +715,37 @@ class Store:
                 description, sql = MIGRATIONS[version]
                 cur.execute(sql)
                 cur.execute("INSERT INTO schema_version (version, description) VALUES (%s, %s)", (version, description))
+            return current < SCHEMA_VERSION
 
-        self._transaction(work)
+        return self._transaction(work)
 
     def schema_version(self) -> int:
         """The schema version in the database, 0 when it has none."""
-
-        def work(cur):
-            cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
-            if not cur.fetchone()[0]:
-                return 0
-            cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-            return cur.fetchone()[0]
-
-        return self._transaction(work, readonly=True)
+        return self._transaction(self._version, readonly=True)
 
     def _require_schema(self, cur) -> None:
-        cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
-        version = 0
-        if cur.fetchone()[0]:
-            cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-            version = cur.fetchone()[0]
+        version = self._version(cur)
         if version == 0:
             raise StoreError(f"database {self.where()} holds no wgfleet state yet (no schema; run wg_backup first)")
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"database {self.where()} has schema version {version}, newer than this collection knows ({SCHEMA_VERSION})"
             )
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"database {self.where()} has schema version {version}, older than this collection's "
+                f"({SCHEMA_VERSION}); upgrade it first with the schema owner's login (wg_backup with schema_only: true)"
+            )
 
     # -- snapshots --------------------------------------------------------------------------------------------
 
     @staticmethod
     def _snapshot_from_row(row) -> Snapshot:
-        return Snapshot(row[0], row[1], row[2], row[3], bytes(row[4]) if row[4] is not None else None, row[5], row[6])
+        return Snapshot(row[0], row[1], row[2], row[3], bytes(row[4]) if row[4] is not None else None, row[5], row[6],
+                        row[7], row[8], bytes(row[9]) if row[9] is not None else None)
 
-    _SNAPSHOT_SQL = "SELECT id, server_id, created_at, source, key_id, interface_count, peer_count FROM snapshots"
+    _SNAPSHOT_SQL = ("SELECT id, server_id, created_at, source, key_id, interface_count, peer_count, format,"
+                     " interface_digests, seal FROM snapshots")
 
     def _latest(self, cur, server_id: str) -> Snapshot | None:
         cur.execute(self._SNAPSHOT_SQL + " WHERE server_id = %s ORDER BY id DESC LIMIT 1", (server_id,))
@@ -468,6 +777,8 @@ class Store:
         raise WgValueError(f"snapshot: {snapshot!r} is neither a snapshot id nor an ISO 8601 time")
 
     def list_snapshots(self, server_id: str) -> list[Snapshot]:
+        check_server_id("server_id", server_id)
+
         def work(cur):
             self._require_schema(cur)
             cur.execute(self._SNAPSHOT_SQL + " WHERE server_id = %s ORDER BY id", (server_id,))
@@ -478,7 +789,7 @@ class Store:
     def _check_key(self, snap: Snapshot | None) -> None:
         """Refuse to mix keys: every row of an encrypted snapshot was sealed with its one key.
 
-        Plain-text snapshots need no key; saving over one with a key is allowed (it upgrades).
+        Saving over a plain-text snapshot with a key is allowed (it upgrades the history).
         """
         if snap is None or snap.key_id is None:
             return
@@ -491,44 +802,83 @@ class Store:
                 f"{key_id_hex(self.cipher.key_id)})"
             )
 
+    def _check_loadable(self, cur, snap: Snapshot) -> None:
+        """With an encryption key, only what that key's holder saved is restored; any snapshot matches its seal."""
+        self._check_key(snap)
+        if self.cipher is not None and snap.key_id is None:
+            raise StoreError(
+                f"snapshot {snap.id} of server {snap.server_id!r} is not encrypted: with encryption_key given, only "
+                "snapshots encrypted and sealed with that key are restored (leave encryption_key out to restore a "
+                "plain-text snapshot)")
+        if snap.format == 1:
+            if self.cipher is not None:
+                # Format 1 had no seal. Such a snapshot is accepted only from before the server's first sealed
+                # one: a newer unsealed snapshot is not one this code wrote.
+                cur.execute("SELECT min(id) FROM snapshots WHERE server_id = %s AND format >= 2", (snap.server_id,))
+                first_sealed = cur.fetchone()[0]
+                if first_sealed is not None and snap.id > first_sealed:
+                    raise StoreError(
+                        f"snapshot {snap.id} of server {snap.server_id!r} has no seal but is newer than its first "
+                        f"sealed snapshot ({first_sealed}): it was not written by wgfleet.wireguard; refused")
+            return
+        if snap.format != FORMAT or snap.seal is None or not isinstance(snap.interface_digests, dict):
+            raise StoreError(f"snapshot {snap.id} of server {snap.server_id!r} is damaged: it has no valid seal "
+                             f"(format {snap.format})")
+        cipher = self.cipher if snap.key_id is not None else None
+        if snap.seal != snapshot_seal(cipher, snap.server_id, snap.id, snap.key_id, snap.interface_digests):
+            raise StoreError(f"snapshot {snap.id} of server {snap.server_id!r} is damaged: it does not match its seal "
+                             "(altered, or not written with this encryption_key)")
+
     # -- save -------------------------------------------------------------------------------------------------
 
     def save_state(self, server_id: str, interfaces: dict[str, Interface], source: str = "wg_backup",
-                   check_mode: bool = False, partial: bool = False) -> SaveResult:
+                   check_mode: bool = False, partial: bool = False, guard: bool = False) -> SaveResult:
         """Store ``interfaces`` as the new state of ``server_id``, in one transaction.
 
         Only what differs from the latest snapshot is written; when nothing
         does, no snapshot is added and ``changed`` is False. With ``partial``
         the stored interfaces not in ``interfaces`` stay as they are; without
         it they are gone from the new state (still in older snapshots).
+        With ``guard`` (the sync service) a state that drops a stored interface
+        or replaces a stored private key is refused (SaveRefused): on a
+        half-built host that is a missing mount or a fresh key, not the truth.
         ``check_mode`` computes the same result and rolls back.
         """
-        if not server_id:
-            raise WgValueError("server_id: must not be empty")
+        check_server_id("server_id", server_id)
         for name in interfaces:
             check_ifname("interfaces", name)
         if self.cipher is None and not self.allow_plaintext_keys and _has_secrets(interfaces):
             # Fails before any database work, with the same words as _secrets.seal.
             _secrets.seal(None, "", b"", False)
-        return self._transaction(lambda cur: self._save(cur, server_id, interfaces, source, check_mode, partial))
+        digests = digest_state(self.cipher, server_id, interfaces)
+        return self._transaction(
+            lambda cur: self._save(cur, server_id, interfaces, digests, source, check_mode, partial, guard))
 
-    def _save(self, cur, server_id, interfaces, source, check_mode, partial) -> SaveResult:
+    def _save(self, cur, server_id, interfaces, digests, source, check_mode, partial, guard) -> SaveResult:
         cipher = self.cipher
-        if check_mode:
-            cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
-            if not cur.fetchone()[0]:
-                counts = {"interfaces": len(interfaces), "peers": sum(len(i.peers) for i in interfaces.values()),
-                          "peer_rows_written": sum(len(i.peers) for i in interfaces.values())}
-                return SaveResult(None, True, counts)
+        key_id = cipher.key_id if cipher else None
+        if check_mode and self._version(cur) == 0:
+            peers = sum(len(i.peers) for i in interfaces.values())
+            return SaveResult(None, True, {"interfaces": len(interfaces), "peers": peers, "peer_rows_written": peers})
         self._require_schema(cur)
         cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, server_id))
         latest = self._latest(cur, server_id)
         self._check_key(latest)
 
+        if latest is not None and latest.format == FORMAT and latest.key_id == key_id \
+                and isinstance(latest.interface_digests, dict):
+            stored_map = latest.interface_digests
+            if (partial or set(stored_map) == set(digests)) and \
+                    all(stored_map.get(n) == d.state.hex() for n, d in digests.items()):
+                # Nothing differs: one row read, nothing written.
+                return SaveResult(latest.id, False, {"interfaces": latest.interface_count,
+                                                     "peers": latest.peer_count, "peer_rows_written": 0})
+
         cur.execute("SELECT name, digest FROM interfaces WHERE server_id = %s AND valid_to IS NULL", (server_id,))
         stored_ifaces = {name: bytes(d) for name, d in cur.fetchall()}
-        cur.execute("SELECT interface, digest FROM server_keys WHERE server_id = %s AND valid_to IS NULL", (server_id,))
-        stored_keys = {name: bytes(d) for name, d in cur.fetchall()}
+        cur.execute("SELECT interface, digest, public_key FROM server_keys WHERE server_id = %s AND valid_to IS NULL",
+                    (server_id,))
+        stored_keys = {name: (bytes(d), pub) for name, d, pub in cur.fetchall()}
         cur.execute(
             "SELECT interface, public_key, position, digest FROM peers WHERE server_id = %s AND valid_to IS NULL",
             (server_id,),
@@ -536,39 +886,45 @@ class Store:
         stored_peers: dict[str, dict[str, tuple[int, bytes]]] = {}
         for iface, key, pos, dig in cur.fetchall():
             stored_peers.setdefault(iface, {})[key] = (pos, bytes(dig))
+        if guard:
+            self._guard(server_id, interfaces, partial, stored_ifaces, stored_keys)
 
         iface_rows, key_rows, peer_rows = [], [], []
         close_ifaces, close_keys, close_peers = [], [], []  # names; names; (interface, [public keys])
         close_all_peers = []
         for name, iface in sorted(interfaces.items()):
-            settings = _settings_json(iface)
-            settings_text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
-            iface_digest = _secrets.digest(cipher, _context("interface", server_id, name, settings_text))
-            if stored_ifaces.get(name) != iface_digest:
-                if name in stored_ifaces:
+            dig = digests[name]
+            stored = stored_ifaces.get(name)
+            if stored is None or not _same_row(cipher, stored, lambda f, n=name, t=dig.settings_text:
+                                               _settings_input(f, server_id, n, t)):
+                if stored is not None:
                     close_ifaces.append(name)
-                iface_rows.append((name, settings_text, iface_digest))
+                iface_rows.append((name, dig.settings_text, bytes([FORMAT]) + dig.settings))
             if iface.private_key:
-                key_digest = _secrets.digest(cipher, _context("server_key", server_id, name, iface.private_key))
-                if stored_keys.get(name) != key_digest:
-                    if name in stored_keys:
+                stored_key = stored_keys.get(name)
+                if stored_key is None or not _same_row(cipher, stored_key[0], lambda f, n=name, k=iface.private_key:
+                                                       _key_input(f, server_id, n, k)):
+                    if stored_key is not None:
                         close_keys.append(name)
                     sealed = _secrets.seal(cipher, iface.private_key, _context("server_key", server_id, name),
                                            self.allow_plaintext_keys)
-                    key_rows.append((name, public_key(iface.private_key), sealed, key_digest))
+                    key_rows.append((name, public_key(iface.private_key), sealed, bytes([FORMAT]) + dig.key))
             elif name in stored_keys:
                 close_keys.append(name)
             old = stored_peers.get(name, {})
             positions = assign_positions(iface.peers, {k: v[0] for k, v in old.items()})
             changed_keys = []
-            for peer, pos in zip(iface.peers, positions, strict=True):
-                dig = _secrets.digest(cipher, _peer_digest_input(server_id, name, peer))
+            for index, peer in enumerate(iface.peers):
+                pos, stored_digest = positions[index], _stored(cipher, dig.peer_inputs[index])
                 before = old.get(peer.public_key)
-                if before is not None and before[0] == pos and before[1] == dig:
+                if before is not None and before[0] == pos and (
+                        before[1] == stored_digest
+                        or _same_row(cipher, before[1],
+                                     lambda f, n=name, p=peer: _peer_digest_input(server_id, n, p, f))):
                     continue
                 if before is not None:
                     changed_keys.append(peer.public_key)
-                peer_rows.append((name, peer, pos, dig))
+                peer_rows.append((name, peer, pos, stored_digest))
             wanted = {p.public_key for p in iface.peers}
             changed_keys.extend(k for k in old if k not in wanted)
             if changed_keys:
@@ -581,12 +937,12 @@ class Store:
                 if name in stored_peers:
                     close_all_peers.append(name)
 
-        kept = set(stored_ifaces) - set(interfaces) if partial else set()
+        kept = sorted(set(stored_ifaces) - set(interfaces)) if partial else []
         if kept and latest is not None and latest.key_id is None and cipher is not None:
             # Rows carried over would stay plain and digested without the key, in a snapshot marked encrypted.
             raise StoreError(
                 f"snapshot {latest.id} of server {server_id!r} holds keys in plain text: the first backup with "
-                f"encryption_key must cover every interface (it leaves out {', '.join(sorted(kept))})"
+                f"encryption_key must cover every interface (it leaves out {', '.join(kept)})"
             )
         counts = {
             "interfaces": len(interfaces) + len(kept),
@@ -594,12 +950,15 @@ class Store:
             "peer_rows_written": len(peer_rows),
         }
         changed = bool(iface_rows or key_rows or peer_rows or close_ifaces or close_keys or close_peers
-                       or close_all_peers) or (latest is None and not kept)
+                       or close_all_peers) or latest is None or latest.format != FORMAT
         if not changed:
-            return SaveResult(latest.id if latest else None, False, counts)
+            return SaveResult(latest.id, False, counts)
         if check_mode:
             return SaveResult(None, True, counts)
 
+        state_map = {name: d.state.hex() for name, d in digests.items()}
+        if kept:
+            state_map.update(self._kept_digests(cur, server_id, latest, kept))
         cur.execute("SELECT nextval(pg_get_serial_sequence('snapshots', 'id'))")
         snap_id = cur.fetchone()[0]
         if close_ifaces:
@@ -632,12 +991,45 @@ class Store:
             copy_peers(cur, server_id, snap_id, peer_rows, seal_psk)
         # The snapshot row goes in last: until the commit, no reader can see a snapshot with missing rows.
         cur.execute(
-            "INSERT INTO snapshots (id, server_id, source, key_id, interface_count, peer_count, peer_rows_written)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (snap_id, server_id, source, psycopg2.Binary(cipher.key_id) if cipher else None,
-             counts["interfaces"], counts["peers"], counts["peer_rows_written"]),
+            "INSERT INTO snapshots (id, server_id, source, key_id, interface_count, peer_count, peer_rows_written,"
+            " format, interface_digests, seal) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (snap_id, server_id, source, psycopg2.Binary(key_id) if key_id else None, counts["interfaces"],
+             counts["peers"], counts["peer_rows_written"], FORMAT, json.dumps(state_map, sort_keys=True),
+             psycopg2.Binary(snapshot_seal(cipher, server_id, snap_id, key_id, state_map))),
         )
         return SaveResult(snap_id, True, counts)
+
+    def _guard(self, server_id, interfaces, partial, stored_ifaces, stored_keys) -> None:
+        cipher = self.cipher
+        if not partial:
+            dropped = sorted(set(stored_ifaces) - set(interfaces))
+            if dropped:
+                raise SaveRefused(
+                    f"refused to save server {server_id!r}: the host has no interface {', '.join(dropped)}, which the "
+                    "stored state has (a half-built host or a missing mount?); the stored state is kept. If it is "
+                    "really gone, store the new state once with wg_backup")
+        for name, iface in sorted(interfaces.items()):
+            stored = stored_keys.get(name)
+            if stored is None:
+                continue
+            same = iface.private_key and _same_row(cipher, stored[0],
+                                                   lambda f, n=name, k=iface.private_key: _key_input(f, server_id, n, k))
+            if not same:
+                # Public keys shortened: the service scrubs anything shaped like a key from its messages.
+                now = f"public key {public_key(iface.private_key)[:12]}..." if iface.private_key else "no private key"
+                raise SaveRefused(
+                    f"refused to save server {server_id!r}: interface {name} has {now}, the stored state has public "
+                    f"key {stored[1][:12]}... (a new host not restored yet?); the stored state is kept. If the key "
+                    "really changed, store the new state once with wg_backup")
+
+    def _kept_digests(self, cur, server_id: str, latest: Snapshot, kept: list[str]) -> dict[str, str]:
+        """The state digests of the interfaces a partial save carries over."""
+        if latest.format == FORMAT and isinstance(latest.interface_digests, dict) \
+                and all(n in latest.interface_digests for n in kept):
+            return {n: latest.interface_digests[n] for n in kept}
+        # A format-1 snapshot has none: read those interfaces (checked as a load checks them) to make them.
+        _sid, state = self._read(cur, server_id, latest, kept)
+        return {n: d.state.hex() for n, d in digest_state(self.cipher, server_id, state).items()}
 
     # -- load -------------------------------------------------------------------------------------------------
 
@@ -645,15 +1037,24 @@ class Store:
                    interfaces: list[str] | None = None) -> tuple[int, dict[str, Interface]]:
         """The state of ``server_id`` at ``snapshot`` (None: latest; int: id; str: ISO 8601 time).
 
-        Every key is decrypted and every row checked against its digest before
-        anything is returned: a wrong key or a damaged row raises StoreError.
+        Every key is decrypted and every row checked against its digest, and the
+        whole against the snapshot's seal, before anything is returned: a wrong
+        key, a damaged or forged row raises StoreError.
         """
-        return self._transaction(lambda cur: self._load(cur, server_id, snapshot, interfaces), readonly=True)
+        check_server_id("server_id", server_id)
+        snapshot = parse_snapshot(snapshot)
+        for name in interfaces or ():
+            check_ifname("interfaces", name)
 
-    def _load(self, cur, server_id, snapshot, wanted):
-        self._require_schema(cur)
-        snap = self._resolve(cur, server_id, snapshot)
-        self._check_key(snap)
+        def work(cur):
+            self._require_schema(cur)
+            snap = self._resolve(cur, server_id, snapshot)
+            self._check_loadable(cur, snap)
+            return self._read(cur, server_id, snap, interfaces)
+
+        return self._transaction(work, readonly=True)
+
+    def _read(self, cur, server_id: str, snap: Snapshot, wanted) -> tuple[int, dict[str, Interface]]:
         sid = snap.id
         valid = "server_id = %s AND valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"
         cur.execute(f"SELECT name, settings, digest FROM interfaces WHERE {valid}", (server_id, sid, sid))
@@ -667,17 +1068,14 @@ class Store:
                     f"(it has: {', '.join(names) or 'none'})"
                 )
             names = [n for n in names if n in set(wanted)]
+        sealed = snap.format == FORMAT and isinstance(snap.interface_digests, dict)
+        if sealed and set(iface_rows) != set(snap.interface_digests):
+            raise StoreError(f"snapshot {sid} of server {server_id!r} is damaged: its interfaces "
+                             f"({', '.join(sorted(iface_rows)) or 'none'}) are not the ones it was saved with")
         cur.execute(f"SELECT interface, public_key, private_key, digest FROM server_keys WHERE {valid}",
                     (server_id, sid, sid))
         key_rows = {row[0]: row[1:] for row in cur.fetchall()}
-        cur.execute(
-            "SELECT interface, public_key, allowed_ips, endpoint, persistent_keepalive, name, preshared_key, digest"
-            f" FROM peers WHERE {valid} AND interface = ANY(%s) ORDER BY interface, position",
-            (server_id, sid, sid, names),
-        )
-        peer_rows: dict[str, list] = {}
-        for row in cur.fetchall():
-            peer_rows.setdefault(row[0], []).append(row)
+        latest = self._latest(cur, server_id)
 
         def damaged(what: str, why: str):
             return StoreError(f"snapshot {sid} of server {server_id!r}: {what} is damaged: {why}")
@@ -698,40 +1096,47 @@ class Store:
         result = {}
         # Digests follow the snapshot: keyed when it was encrypted, plain SHA-256 when it was not.
         cipher = self.cipher if snap.key_id is not None else None
+        digest = _secrets.digest
+        peer_rows = _PeerRows(self, server_id, cipher, sealed, damaged, mismatch)
+        # Tens of thousands of new objects, none of them garbage: the collector's passes would only cost.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            _copy_peers_out(cur, server_id, sid, names, latest is not None and latest.id == sid, peer_rows)
+        finally:
+            if collecting:
+                gc.enable()
         for name in names:
             settings_json, iface_digest = iface_rows[name]
-            settings_text = json.dumps(settings_json, sort_keys=True, separators=(",", ":"))
-            if _secrets.digest(cipher, _context("interface", server_id, name, settings_text)) != iface_digest:
+            text = json.dumps(settings_json, sort_keys=True, separators=(",", ":"))
+            settings_d = digest(cipher, _settings_input(FORMAT, server_id, name, text))
+            if not _same_row(cipher, iface_digest, lambda f, n=name, t=text: _settings_input(f, server_id, n, t)):
                 raise damaged(f"the settings row of interface {name}", "it does not match its digest")
-            private_key = None
+            private_key, key_d = None, None
             if name in key_rows:
-                pub, sealed, key_digest = key_rows[name]
-                private_key = open_secret(sealed, _context("server_key", server_id, name),
+                pub, sealed_key, stored_key_digest = key_rows[name]
+                private_key = open_secret(sealed_key, _context("server_key", server_id, name),
                                           f"private key of interface {name}")
                 try:
                     derived = public_key(private_key)
                 except WgError:
                     raise damaged(f"the private key of interface {name}", "it is not a WireGuard key") from None
-                if derived != pub or _secrets.digest(cipher, _context("server_key", server_id, name, private_key)) != bytes(key_digest):
+                key_d = digest(cipher, _key_input(FORMAT, server_id, name, private_key))
+                if derived != pub or not _same_row(cipher, bytes(stored_key_digest),
+                                                   lambda f, n=name, k=private_key: _key_input(f, server_id, n, k)):
                     raise damaged(f"the private key of interface {name}", "it does not match its public key or digest")
-            peers = []
-            append = peers.append
-            psk_context = _context("preshared_key", server_id, name, "")
-            user_cipher = self.cipher
-            for _iface, key, allowed, endpoint, keepalive, label, sealed_psk, dig in peer_rows.get(name, ()):
-                # One try per row (free in Python 3.11 unless raised); the message is built only on failure.
-                try:
-                    psk = None if sealed_psk is None else _secrets.unseal(user_cipher, sealed_psk,
-                                                                          psk_context + key.encode())
-                    peer = Peer(public_key=key, allowed_ips=tuple(allowed), endpoint=endpoint, preshared_key=psk,
-                                persistent_keepalive=keepalive, name=label)
-                except KeyMismatchError:
-                    raise mismatch(f"peer {key} of interface {name}") from None
-                except WgError as exc:
-                    raise damaged(f"peer {key} of interface {name}", str(exc)) from None
-                if _secrets.digest(cipher, _peer_digest_input(server_id, name, peer)) != bytes(dig):
-                    raise damaged(f"peer {key} of interface {name}", "it does not match its digest")
-                append(peer)
+            peers, inputs, stored = peer_rows.result(name)
+            if sealed:
+                state = interface_state_digest(cipher, server_id, name, settings_d, key_d, inputs)
+                if state.hex() != snap.interface_digests.get(name):
+                    # Say which row, when one row is the cause; else the set or order of rows changed.
+                    for index, data in enumerate(inputs):
+                        row_digest = bytes.fromhex(stored[index][3:])
+                        if stored_format(row_digest) == FORMAT and row_digest[1:] != digest(cipher, data):
+                            raise damaged(f"peer {peers[index].public_key} of interface {name}",
+                                          "it does not match its digest")
+                    raise damaged(f"interface {name}", "its rows are not the ones the snapshot was saved with "
+                                  "(a row added, removed, moved or reordered)")
             try:
                 result[name] = Interface(private_key=private_key, peers=tuple(peers), **settings_json)
             except (WgError, TypeError) as exc:
@@ -741,7 +1146,10 @@ class Store:
     # -- sync status ------------------------------------------------------------------------------------------
 
     def record_sync(self, server_id: str, ok: bool, error: str | None, counts: dict, duration: float) -> None:
-        """Upsert the server's sync_status row (the wgrest-sync daemon's health)."""
+        """Upsert the server's sync_status row (the wgrest-sync service's health)."""
+        check_server_id("server_id", server_id)
+        if error is not None:
+            error = self._clean(error)[:ERROR_MAX]
 
         def work(cur):
             self._require_schema(cur)
@@ -777,7 +1185,7 @@ class Store:
                 return None
             keys = ("server_id", "last_attempt_at", "last_success_at", "ok", "error", "consecutive_failures",
                     "counts", "duration_seconds")
-            return dict(zip(keys, row, strict=True))
+            return {key: row[index] for index, key in enumerate(keys)}
 
         return self._transaction(work, readonly=True)
 

@@ -1,13 +1,15 @@
 # Private to the wgfleet.wireguard collection: not a public API.
 """wgrest-sync: keep a server's complete WireGuard state in the PostgreSQL store.
 
-Every interval it reads the wgrest API (live peers, device keys) and the
-wg-quick files (interface settings, peer labels; read-only), builds the shared
-model and hands it to ``Store.save_state``, which writes only what changed.
-A failed read saves nothing, so stored peers are never dropped because wgrest
-or a file could not be read; database and API outages are retried with
-backoff and the next good cycle catches up. Each attempt is recorded in the
-``sync_status`` row and in a local status file, which ``--health`` reads.
+A thin program over the shared core: every interval it captures the server with
+``_backup.capture`` (the rule wg_backup uses, with the wgrest API as the live
+source: settings and labels from the read-only wg-quick files, peers from the
+API) and hands the state to ``Store.save_state``, which writes only what
+changed and, for this service, refuses a state that drops a stored interface
+or replaces a stored key (a half-built host). A failed read saves nothing;
+database and API outages are retried with backoff. Each attempt is recorded in
+the ``sync_status`` row and in a local status file (0600), which ``--health``
+reads; no message anywhere carries a key, the token or the password.
 
 Run: ``python -m <package>._sync [--config FILE] [--once | --health | --check-config]``.
 Plain Python (no Ansible); see docs/wgrest-sync.md for every setting.
@@ -35,15 +37,26 @@ except ImportError:  # Python 3.10: TOML files need tomli there; env configurati
     except ImportError:
         tomllib = None
 
-from . import _files
-from ._errors import WgError, WgValueError
-from ._wgconf import IFNAME_RE, Interface
-from ._wgrest import DEFAULT_API_URL, WgrestClient, WgrestError, peer_from_api
+from . import _backup, _secrets
+from ._dbconfig import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DB,
+    DEFAULT_PORT,
+    DEFAULT_SSL_MODE,
+    DEFAULT_USER,
+    DatabaseSettings,
+    check_server_id,
+    check_text,
+)
+from ._errors import WgError, WgValueError, scrub_keys
+from ._secrets import SecretError
+from ._wgconf import Interface, check_ifname
+from ._wgrest import DEFAULT_API_URL, WgrestClient, WgrestError, WgrestSource
 
 log = logging.getLogger("wgrest-sync")
 ENV_PREFIX = "WGSYNC_"
 SOURCE = "wgrest_sync"
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+MAX_SECONDS = 7 * 86400
 
 
 class ConfigError(WgValueError):
@@ -53,7 +66,7 @@ class ConfigError(WgValueError):
 @dataclasses.dataclass
 class SyncConfig:
     server_id: str
-    db: dict  # psycopg2.connect keyword arguments
+    db: DatabaseSettings | dict  # dict: psycopg2.connect keyword arguments (tests, benchmarks)
     interval: float = 60.0
     wgrest_url: str = DEFAULT_API_URL
     wgrest_token: str | None = dataclasses.field(default=None, repr=False)
@@ -74,14 +87,22 @@ class SyncConfig:
         """How old the last success may be for --health to answer healthy."""
         return self.health_max_age if self.health_max_age else 3 * self.interval + 30
 
+    def connect_kwargs(self) -> dict:
+        return self.db.connect_kwargs() if isinstance(self.db, DatabaseSettings) else dict(self.db)
+
+    def secrets(self) -> list[str]:
+        """Every secret of the configuration, to keep them out of any message."""
+        password = self.connect_kwargs().get("password")
+        return [v for v in (self.wgrest_token, self.encryption_key, password) if v]
+
 
 # Setting name -> (kind, default). Env: WGSYNC_<NAME>; file: TOML with the same names in lower case.
 SETTINGS = {
     "server_id": ("str", None),
-    "db_host": ("str", None), "db_port": ("int", 5432), "db_name": ("str", "wgfleet"), "db_user": ("str", None),
-    "db_password": ("secret", None), "db_password_file": ("str", None),
-    "db_sslmode": ("str", "prefer"), "db_sslrootcert": ("str", None), "db_sslcert": ("str", None),
-    "db_sslkey": ("str", None), "db_connect_timeout": ("int", 10),
+    "db_host": ("str", None), "db_port": ("int", DEFAULT_PORT), "db_name": ("str", DEFAULT_DB),
+    "db_user": ("str", DEFAULT_USER), "db_password": ("secret", None), "db_password_file": ("str", None),
+    "db_sslmode": ("str", DEFAULT_SSL_MODE), "db_sslrootcert": ("str", None), "db_sslcert": ("str", None),
+    "db_sslkey": ("str", None), "db_connect_timeout": ("int", DEFAULT_CONNECT_TIMEOUT),
     "wgrest_url": ("str", DEFAULT_API_URL), "wgrest_token": ("secret", None), "wgrest_token_file": ("str", None),
     "wgrest_validate_certs": ("bool", True), "wgrest_timeout": ("float", 10.0), "allow_no_token": ("bool", False),
     "interval": ("float", 60.0), "config_dir": ("str", "/etc/wireguard"), "interfaces": ("list", ()),
@@ -90,48 +111,67 @@ SETTINGS = {
     "status_file": ("str", "/tmp/wgrest-sync/status.json"), "health_max_age": ("float", None),
     "backoff_base": ("float", 2.0), "migrate": ("bool", True),
 }
+# DatabaseSettings field -> setting name, for error messages.
+DB_NAMES = {"host": "db_host", "port": "db_port", "user": "db_user", "password": "db_password", "dbname": "db_name",
+            "sslmode": "db_sslmode", "sslrootcert": "db_sslrootcert", "sslcert": "db_sslcert", "sslkey": "db_sslkey",
+            "connect_timeout": "db_connect_timeout"}
+_EXPECTED = {"int": "a whole number", "float": f"a positive number of seconds (at most {MAX_SECONDS})",
+             "bool": "true or false", "list": "a list of names", "str": "a string", "secret": "a string"}
 
 
 def _convert(name: str, kind: str, value):
+    """A setting's value as its kind. From the environment every value is text; from TOML it has a type."""
     if value is None:
         return None
-    try:
-        if kind == "int":
-            return int(value)
-        if kind == "float":
-            number = float(value)
-            if number <= 0:
-                raise ValueError
-            return number
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            lowered = str(value).strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError
-        if kind == "list":
-            items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-            return tuple(str(i).strip() for i in items if str(i).strip())
-    except (TypeError, ValueError):
-        shown = "(hidden)" if kind == "secret" else repr(value)
-        expected = {"int": "a whole number", "float": "a positive number of seconds", "bool": "true or false",
-                    "list": "a list"}[kind]
-        raise ConfigError(f"{name}: {shown} is not {expected}") from None
-    return str(value)
+    original, ok = value, True
+    if kind == "int":
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and value.strip().isascii():
+            value = int(value)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "float":
+        try:
+            number = float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        ok = number is not None and 0 < number <= MAX_SECONDS  # also refuses nan and inf
+        value = number
+    elif kind == "bool":
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            value = {"1": True, "true": True, "yes": True, "on": True,
+                     "0": False, "false": False, "no": False, "off": False, "": False}.get(lowered)
+        ok = isinstance(value, bool)
+    elif kind == "list":
+        items = value.split(",") if isinstance(value, str) else value
+        ok = isinstance(items, (list, tuple)) and all(isinstance(i, str) for i in items)
+        value = tuple(i.strip() for i in items if i.strip()) if ok else None
+    else:  # str, secret
+        ok = isinstance(value, str)
+        if ok and kind == "secret":
+            value = value.strip()  # a trailing newline (an env file, echo) is never part of a secret
+    if not ok:
+        shown = "(hidden)" if kind == "secret" else repr(original)[:60]
+        raise ConfigError(f"{name}: {shown} is not {_EXPECTED[kind]}")
+    if kind in ("str", "secret"):
+        try:
+            check_text(name, value, secret=kind == "secret")
+        except WgValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return value
 
 
 def _read_secret_file(name: str, path: str) -> str:
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read().strip()
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+            text = handle.read(65536).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}") from None
     if not text:
         raise ConfigError(f"{name}: {path} is empty")
-    return text
+    try:
+        return check_text(name, text, secret=True)
+    except WgValueError:
+        raise ConfigError(f"{name}: {path} holds more than one line or a control character") from None
 
 
 def raw_settings(config_file: str | None, environ: dict) -> dict:
@@ -144,10 +184,9 @@ def raw_settings(config_file: str | None, environ: dict) -> dict:
         try:
             with open(path, "rb") as handle:
                 from_file = tomllib.load(handle)
-        except OSError as exc:
-            raise ConfigError(f"config file {path}: cannot read it: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or f"not valid TOML: {exc}"
+            raise ConfigError(f"config file {path}: cannot read it: {reason}") from None
         unknown = sorted(set(from_file) - set(SETTINGS))
         if unknown:
             raise ConfigError(f"config file {path}: unknown setting {unknown[0]!r}")
@@ -170,13 +209,14 @@ def load_config(config_file: str | None = None, environ: dict | None = None) -> 
     values = raw_settings(config_file, env)
     if not values["server_id"]:
         raise ConfigError(f"server_id: required ({ENV_PREFIX}SERVER_ID or server_id in the config file)")
+    try:
+        server_id = check_server_id("server_id", values["server_id"])
+    except WgValueError as exc:
+        raise ConfigError(str(exc)) from None
     if not values["db_host"]:
         raise ConfigError(f"db_host: required ({ENV_PREFIX}DB_HOST; a directory for a Unix socket)")
-    if values["db_sslmode"] not in SSL_MODES:
-        raise ConfigError(f"db_sslmode: {values['db_sslmode']!r} is not one of {', '.join(SSL_MODES)}")
-    for name in ("db_sslrootcert", "db_sslcert", "db_sslkey"):
-        if values[name] and not os.access(values[name], os.R_OK):
-            raise ConfigError(f"{name}: {values[name]} cannot be read")
+    if not values["config_dir"]:
+        raise ConfigError("config_dir: must not be empty")
     password = values["db_password"]
     if values["db_password_file"]:
         password = _read_secret_file("db_password_file", values["db_password_file"])
@@ -192,24 +232,27 @@ def load_config(config_file: str | None = None, environ: dict | None = None) -> 
         raise ConfigError(f"encryption_key: {ENV_PREFIX}ENCRYPTION_KEY is set but keys are read from a file by "
                           f"default (encryption_key_file); set {ENV_PREFIX}ENCRYPTION_KEY_FROM_ENV=true to allow it")
     if env_key:
-        key = env_key
+        key = _convert("encryption_key", "secret", env_key)
     elif values["allow_plaintext_keys"] and not os.path.exists(values["encryption_key_file"] or ""):
         values["encryption_key_file"] = None
     elif not values["encryption_key_file"]:
         raise ConfigError("encryption_key_file: required (or allow_plaintext_keys: true)")
     for name in values["interfaces"]:
-        if not IFNAME_RE.match(name):
-            raise ConfigError(f"interfaces: {name!r} is not an interface name")
+        try:
+            check_ifname("interfaces", name)
+        except WgValueError as exc:
+            raise ConfigError(str(exc)) from None
     try:
-        WgrestClient(values["wgrest_url"], token)
+        WgrestClient(values["wgrest_url"], token, url_option="wgrest_url", token_option="wgrest_token")
+        db = DatabaseSettings(host=values["db_host"], port=values["db_port"], dbname=values["db_name"],
+                              user=values["db_user"], password=password, sslmode=values["db_sslmode"],
+                              sslrootcert=values["db_sslrootcert"], sslcert=values["db_sslcert"],
+                              sslkey=values["db_sslkey"], connect_timeout=values["db_connect_timeout"],
+                              application_name="wgrest-sync", names=DB_NAMES)
     except WgValueError as exc:
-        raise ConfigError(str(exc).replace("api_url", "wgrest_url")) from None
-    db = {"host": values["db_host"], "port": values["db_port"], "dbname": values["db_name"],
-          "user": values["db_user"], "password": password, "sslmode": values["db_sslmode"],
-          "sslrootcert": values["db_sslrootcert"], "sslcert": values["db_sslcert"], "sslkey": values["db_sslkey"],
-          "connect_timeout": values["db_connect_timeout"], "application_name": "wgrest-sync"}
+        raise ConfigError(str(exc)) from None
     config = SyncConfig(
-        server_id=values["server_id"], db={k: v for k, v in db.items() if v not in (None, "")},
+        server_id=server_id, db=db,
         interval=values["interval"], wgrest_url=values["wgrest_url"], wgrest_token=token,
         wgrest_validate_certs=values["wgrest_validate_certs"], wgrest_timeout=values["wgrest_timeout"],
         config_dir=values["config_dir"], interfaces=values["interfaces"],
@@ -222,60 +265,45 @@ def load_config(config_file: str | None = None, environ: dict | None = None) -> 
 
 
 def make_cipher(config: SyncConfig):
-    from ._secrets import KeyCipher, SecretError
-
     try:
-        if config.encryption_key:
-            return KeyCipher.from_base64(config.encryption_key)
-        if config.encryption_key_file:
-            return KeyCipher.from_file(config.encryption_key_file)
+        return _secrets.make_cipher(config.encryption_key, config.encryption_key_file)
     except SecretError as exc:
         raise ConfigError(str(exc)) from None
-    return None
-
-
-# --- reading the server's state ------------------------------------------------------------
-
-
-def read_state(client: WgrestClient, config_dir: str, only: tuple = ()) -> dict[str, Interface]:
-    """The server's state: settings and labels from the wg-quick files, peers and keys from wgrest.
-
-    Any failure raises (WgError): the caller then saves nothing, so a read that
-    failed half-way can never look like peers that were removed.
-    """
-    devices = {d["name"]: d for d in client.devices()}
-    try:
-        entries = sorted(os.listdir(config_dir))
-    except FileNotFoundError:
-        entries = []
-    except OSError as exc:
-        raise WgError(f"cannot list {config_dir}: {exc.strerror}") from None
-    files = {e[:-5] for e in entries if e.endswith(".conf") and IFNAME_RE.match(e[:-5]) and not e.startswith(".")}
-    names = sorted((set(devices) | files) & set(only) if only else set(devices) | files)
-    state = {}
-    for name in names:
-        from_file = _files.read_config(_files.config_path(config_dir, name)) if name in files else None
-        if name not in devices:
-            if from_file is not None:
-                state[name] = from_file
-            continue
-        api_peers = {p.public_key: p for p in (peer_from_api(d, name) for d in client.peers(name))}
-        base = from_file or Interface()
-        # File order first, then peers only the API knows (by key): a stable order writes no rows.
-        ordered = [api_peers.pop(p.public_key).replace(name=p.name) for p in base.peers if p.public_key in api_peers]
-        ordered += [api_peers[k] for k in sorted(api_peers)]
-        device = devices[name]
-        if from_file is None:
-            base = Interface(private_key=device.get("private_key") or None,
-                             listen_port=device.get("listen_port") or None,
-                             fwmark=device.get("firewall_mark") or None)
-        elif not base.private_key and device.get("private_key"):
-            base = base.replace(private_key=device["private_key"])
-        state[name] = base.replace(peers=tuple(ordered))
-    return state
 
 
 # --- the service -----------------------------------------------------------------------------------
+
+
+class Redactor:
+    """Keeps the configuration's secrets, and anything shaped like a WireGuard key, out of every message."""
+
+    def __init__(self, secrets):
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text) -> str:
+        text = str(text)
+        for secret in self.secrets:
+            text = text.replace(secret, "********")
+        return scrub_keys(text)
+
+
+class _RedactingFilter(logging.Filter):
+    def __init__(self, redact: Redactor):
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self.redact(record.getMessage()), None
+        if record.exc_info:  # a traceback quotes values: only its last line, redacted
+            record.msg += f" ({self.redact(logging.Formatter().formatException(record.exc_info).splitlines()[-1])})"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _failure(stage: str, exc: BaseException) -> str:
+    if isinstance(exc, WgError):
+        return f"{stage}: {exc}"
+    return f"{stage}: unexpected {type(exc).__name__}: {exc}"
 
 
 @dataclasses.dataclass
@@ -288,11 +316,18 @@ class CycleResult:
 
 
 class SyncService:
+    """A thin loop over the shared core: capture (``_backup.capture`` with the wgrest API as the live
+    source), save (``Store.save_state``, guarded), record."""
+
     def __init__(self, config: SyncConfig):
         self.config = config
+        self.redact = Redactor(config.secrets())
+        if not any(isinstance(f, _RedactingFilter) for f in log.filters):
+            log.addFilter(_RedactingFilter(self.redact))
         self.cipher = make_cipher(config)
         self.client = WgrestClient(config.wgrest_url, config.wgrest_token, config.wgrest_validate_certs,
-                                   timeout=config.wgrest_timeout, retries=1)
+                                   timeout=config.wgrest_timeout, retries=1, url_option="wgrest_url",
+                                   token_option="wgrest_token")
         self.store = None
         self.failures = 0
         self.last_success: str | None = _read_status(config.status_file).get("last_success")
@@ -301,7 +336,7 @@ class SyncService:
         if self.store is None:
             from ._store import Store
 
-            store = Store(self.config.db, self.cipher, self.config.allow_plaintext_keys)
+            store = Store(self.config.connect_kwargs(), self.cipher, self.config.allow_plaintext_keys)
             try:
                 if self.config.migrate:
                     store.migrate()
@@ -316,30 +351,43 @@ class SyncService:
             try:
                 self.store.close()
             except Exception:
-                log.debug("closing the database connection failed", exc_info=True)
+                log.debug("closing the database connection failed")
             self.store = None
+
+    def capture(self) -> dict[str, Interface]:
+        """The server's state by the one capture rule (see _backup): settings and labels from the files,
+        peers from wgrest. Any failure raises, so a failed read is never saved as removed peers."""
+        state, _live_only = _backup.capture(self.config.config_dir, WgrestSource(self.client),
+                                            only=self.config.interfaces, lock=False)
+        if not state:
+            # A server with no interface at all is far likelier a missing mount or a fresh wgrest
+            # than the truth; storing it would empty the current state.
+            raise WgError(f"found no interface in wgrest nor in {self.config.config_dir}")
+        return state
 
     def run_once(self) -> CycleResult:
         started = time.monotonic()
         try:
-            state = read_state(self.client, self.config.config_dir, self.config.interfaces)
-            if not state:
-                # A server with no interface at all is far likelier a missing mount or a fresh wgrest
-                # than the truth; storing it would empty the current state.
-                raise WgError(f"found no interface in wgrest nor in {self.config.config_dir}")
-        except WgError as exc:
-            where = "wgrest" if isinstance(exc, WgrestError) else "files"
-            return self._finish(CycleResult(False, f"read failed ({where}), nothing saved: {exc}"), started)
+            state = self.capture()
+        except Exception as exc:  # whatever a read meets, the service records it and goes on
+            where = "wgrest" if isinstance(exc, WgrestError) else "files" if isinstance(exc, WgError) else "read"
+            return self._finish(CycleResult(False, _failure(f"read failed ({where}), nothing saved", exc)), started)
+        from ._store import SaveRefused
+
         try:
             saved = self._store().save_state(self.config.server_id, state, source=SOURCE,
-                                             partial=bool(self.config.interfaces))
-        except WgError as exc:
+                                             partial=bool(self.config.interfaces), guard=True)
+        except SaveRefused as exc:
+            return self._finish(CycleResult(False, str(exc)), started)
+        except Exception as exc:
             self._drop_store()  # reconnect next time: the server may have restarted
-            return self._finish(CycleResult(False, f"save failed: {exc}"), started)
+            return self._finish(CycleResult(False, _failure("save failed", exc)), started)
         counts = dict(saved.counts, snapshot_id=saved.snapshot_id)
         return self._finish(CycleResult(True, None, saved.changed, counts), started)
 
     def _finish(self, result: CycleResult, started: float) -> CycleResult:
+        if result.error is not None:
+            result.error = self.redact(result.error)  # the one place every message passes: log, file, database
         result.duration = time.monotonic() - started
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.failures = 0 if result.ok else self.failures + 1
@@ -347,9 +395,9 @@ class SyncService:
             self.last_success = now
         try:
             self._store().record_sync(self.config.server_id, result.ok, result.error, result.counts, result.duration)
-        except WgError as exc:
+        except Exception as exc:
             self._drop_store()
-            log.warning("could not record the sync status in the database: %s", exc)
+            log.warning("could not record the sync status in the database: %s", _failure("record", exc))
         _write_status(self.config.status_file, {
             "ok": result.ok, "last_attempt": now, "last_success": self.last_success, "error": result.error,
             "consecutive_failures": self.failures, "counts": result.counts, "duration": round(result.duration, 3),
@@ -369,41 +417,46 @@ class SyncService:
         """The interval after a success; after failures, 1x, 2x, 4x... the backoff base, capped at the interval."""
         if not self.failures:
             return self.config.interval
-        return min(self.config.interval, self.config.backoff_base * 2 ** (self.failures - 1))
+        return min(self.config.interval, self.config.backoff_base * 2 ** min(self.failures - 1, 30))
 
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            self.run_once()
+            try:
+                self.run_once()
+            except Exception as exc:  # a bug of ours: say so, and keep the server's backups going
+                self.failures += 1
+                log.error("sync cycle failed: %s", _failure("unexpected", exc))
             stop.wait(self.next_delay())
         self._drop_store()
 
 
 def _write_status(path: str, data: dict) -> None:
-    """Temp file + rename, so --health never reads half a file. The directory's mode is left alone
-    (the status file may sit in a shared /tmp or /run)."""
+    """Temp file + rename, so --health never reads half a file; 0600, as it carries the last error.
+    A directory it creates is 0700; an existing one's mode is left alone (it may be a shared /tmp or /run)."""
     directory = os.path.dirname(path) or "."
     try:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".status.", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                os.fchmod(handle.fileno(), 0o644)
+                os.fchmod(handle.fileno(), 0o600)
                 json.dump(data, handle, indent=1)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-    except OSError as exc:
-        log.warning("cannot write the status file %s: %s", path, exc.strerror)
+    except (OSError, ValueError) as exc:
+        log.warning("cannot write the status file %s: %s", path, getattr(exc, "strerror", None) or exc)
 
 
 def _read_status(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+            data = json.load(handle)
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 def health(status_file: str, max_age: float, now: dt.datetime | None = None) -> tuple[bool, str]:
@@ -414,7 +467,11 @@ def health(status_file: str, max_age: float, now: dt.datetime | None = None) -> 
     last = status.get("last_success")
     if not last:
         return False, f"no successful sync yet; last error: {status.get('error')}"
-    age = ((now or dt.datetime.now(dt.timezone.utc)) - dt.datetime.fromisoformat(last)).total_seconds()
+    try:
+        when = dt.datetime.fromisoformat(str(last))
+        age = ((now or dt.datetime.now(dt.timezone.utc)) - when).total_seconds()
+    except (ValueError, TypeError):
+        return False, f"the status file {status_file} has no valid time of last success"
     if age > max_age:
         return False, f"last successful sync {age:.0f}s ago (limit {max_age:.0f}s); last error: {status.get('error')}"
     return True, f"last successful sync {age:.0f}s ago"

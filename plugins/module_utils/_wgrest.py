@@ -18,6 +18,8 @@ docs/wgrest.md for the whole design.
 """
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
 import re
@@ -28,15 +30,20 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from ._errors import WgError, WgValueError
+from . import _files
+from ._errors import WgError, WgValueError, scrub_keys
 from ._keys import url_safe
 from ._peers import PeerSpec, plan_peers
-from ._wgconf import Peer, check_ifname, render_peer
+from ._wgconf import Interface, Peer, check_ifname, render, render_peer
 
 DEFAULT_API_URL = "http://127.0.0.1:51822"
 # wgrest's own config dir on the host (its data volume): its dumps land here, never in /etc/wireguard.
 WGREST_DUMP_DIR = "/var/lib/wgrest/wireguard"
 PER_PAGE = 100
+# A listing longer than this many pages (a million peers) is a server that never stops answering "next".
+MAX_PAGES = 10_000
+# No answer of wgrest's comes near this (10,000 peers are about 3 MB).
+MAX_BODY = 64 << 20
 # A preshared key of 32 zero bytes is how WireGuard says "none".
 ZERO_KEY = "A" * 43 + "="
 RETRY_STATUS = (500, 502, 503, 504)
@@ -83,14 +90,12 @@ class WgrestClient:
     """One wgrest server. Keys never appear in messages, except public keys, which are not secret."""
 
     def __init__(self, api_url: str = DEFAULT_API_URL, token: str | None = None, validate_certs: bool = True,
-                 timeout: float = 30, retries: int = 3, backoff: float = 0.5):
-        parsed = urllib.parse.urlsplit(api_url or "")
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise WgValueError(f"api_url: {api_url!r} is not an http:// or https:// URL")
-        if parsed.username or parsed.password:
-            raise WgValueError("api_url: must not carry credentials; give the token as api_token")
+                 timeout: float = 30, retries: int = 3, backoff: float = 0.5, url_option: str = "api_url",
+                 token_option: str = "api_token"):
+        parsed = _check_url(url_option, api_url, token_option)
         self.base = api_url.rstrip("/")
-        self.token = token or None
+        self.origin = _origin(parsed)
+        self.token = check_token(token_option, token) if token else None
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -123,9 +128,9 @@ class WgrestClient:
             req = urllib.request.Request(url, data=data, headers=headers, method=method)
             try:
                 with self.opener.open(req, timeout=self.timeout) as resp:
-                    return resp.status, dict(resp.headers), _decode(resp.read())
+                    return resp.status, dict(resp.headers), _decode(self._body(resp, what))
             except urllib.error.HTTPError as exc:
-                payload = _decode(exc.read())
+                payload = _decode(self._body(exc, what))
                 if exc.code in RETRY_STATUS and attempt < attempts:
                     time.sleep(self.backoff * 2 ** (attempt - 1))
                     continue
@@ -134,21 +139,39 @@ class WgrestClient:
                 if attempt < attempts:
                     time.sleep(self.backoff * 2 ** (attempt - 1))
                     continue
-                reason = getattr(exc, "reason", exc)
+                reason = self._clean(getattr(exc, "reason", exc))
                 hint = " (the request may have been carried out: read the state back before retrying)" \
                     if method == "POST" else ""
                 raise WgrestError(f"wgrest at {self.base}: {what} failed: {reason}{hint}") from None
+            except (http.client.HTTPException, ValueError) as exc:
+                # A broken answer (bad status line, headers, chunking): the message may quote the answer.
+                raise WgrestError(f"wgrest at {self.base}: {what}: the server's answer is not valid HTTP "
+                                  f"({type(exc).__name__}: {self._clean(exc)})") from None
         raise AssertionError("unreachable")
+
+    def _body(self, resp, what: str) -> bytes:
+        data = resp.read(MAX_BODY + 1)
+        if len(data) > MAX_BODY:
+            raise WgrestError(f"wgrest at {self.base}: {what}: the answer is larger than {MAX_BODY >> 20} MiB; refused")
+        return data
+
+    def _clean(self, text) -> str:
+        """Server-supplied text as it may appear in a message: one line, short, no token, nothing shaped like a key."""
+        text = str(text)
+        if self.token:
+            text = text.replace(self.token, "(api_token)")
+        text = "".join(c if c.isprintable() else " " for c in text).strip()
+        return scrub_keys(text)[:200]
 
     def _http_error(self, status: int, payload, what: str, method: str) -> WgrestError:
         if isinstance(payload, dict) and "code" in payload:
-            code = str(payload.get("code"))
-            text = str(payload.get("message") or code)
+            code = self._clean(payload.get("code"))
+            text = self._clean(payload.get("message") or code)
             detail = payload.get("detail")
             if detail:
-                text += f": {detail}"
+                text += f": {self._clean(detail)}"
         else:
-            code, text = None, str(payload or "").strip()[:200] or "no details"
+            code, text = None, self._clean(payload or "") or "no details"
         if status == 401:
             return WgrestError(f"wgrest at {self.base}: {what}: authentication failed ({text}); "
                                "check api_token", status, code)
@@ -156,21 +179,35 @@ class WgrestClient:
                            status, code)
 
     def paged(self, path: str, what: str, query: dict | None = None) -> list:
-        """Every item of a list route: 0-based pages, following ``rel="next"`` in the Link header."""
+        """Every item of a list route: 0-based pages, following ``rel="next"`` in the Link header.
+
+        A next link is followed only to this client's origin (scheme, host, port: the token goes
+        with it), never to a page already read, and for at most MAX_PAGES pages.
+        """
         items: list = []
-        url = f"{path}?{urllib.parse.urlencode({**(query or {}), 'page': 0, 'per_page': PER_PAGE})}"
+        url = f"{self.base}{path}?{urllib.parse.urlencode({**(query or {}), 'page': 0, 'per_page': PER_PAGE})}"
         seen = set()
+        previous = None
         while url and url not in seen:
+            if len(seen) >= MAX_PAGES:
+                raise WgrestError(f"wgrest at {self.base}: {what}: more than {MAX_PAGES} pages; the server keeps "
+                                  "answering with a next page, refused")
             seen.add(url)
             _status, headers, page = self.request("GET", url, what=what)
             if not isinstance(page, list):
-                raise WgrestError(f"wgrest at {self.base}: {what}: expected a JSON list")
-            items.extend(page)
-            url = _next_link(headers.get("Link") or headers.get("link") or "")
-            if url and not url.startswith(("http://", "https://")):
-                url = urllib.parse.urljoin(self.base + "/", url)
+                raise WgrestError(f"wgrest at {self.base}: {what}: the answer is not a JSON list")
             if not page:
                 break
+            if page == previous:
+                raise WgrestError(f"wgrest at {self.base}: {what}: the server answered the same page twice; refused")
+            previous = page
+            items.extend(page)
+            link = _next_link(headers.get("Link") or headers.get("link") or "")
+            url = urllib.parse.urljoin(url, link) if link else None
+            if url and _origin(urllib.parse.urlsplit(url)) != self.origin:
+                _scheme, host, port = _origin(urllib.parse.urlsplit(url))
+                raise WgrestError(f"wgrest at {self.base}: {what}: the next page is on another server "
+                                  f"({self._clean(host)}:{port}); not followed")
         return items
 
     # -- routes
@@ -178,17 +215,31 @@ class WgrestClient:
         return self.request("GET", "/version", what="GET /version")[2]
 
     def devices(self) -> list[dict]:
-        return self.paged("/v1/devices/", "list devices")
+        what = "list devices"
+        devices = self.paged("/v1/devices/", what)
+        for device in devices:
+            if not isinstance(device, dict) or not isinstance(device.get("name"), str):
+                raise WgrestError(f"wgrest at {self.base}: {what}: an entry is not a device with a name "
+                                  f"(got {_shape(device)})")
+        return devices
 
     def device(self, name: str) -> dict:
-        return self.request("GET", f"/v1/devices/{_q(name)}/", what=f"read device {name!r}")[2]
+        what = f"read device {name!r}"
+        device = self.request("GET", f"/v1/devices/{_q(name)}/", what=what)[2]
+        if not isinstance(device, dict):
+            raise WgrestError(f"wgrest at {self.base}: {what}: the answer is not a device (got {_shape(device)})")
+        return device
 
     def peers(self, name: str) -> list[dict]:
         """Every peer of a device. Sorted by key on the server: a device lists its peers in no stable
         order (wireguard-go walks a map), and pages cut from two different orders would skip peers."""
         what = f"list peers of device {name!r}"
         peers = self.paged(f"/v1/devices/{_q(name)}/peers/", what, {"sort": "pub_key"})
-        keys = {p.get("public_key") for p in peers}
+        for peer in peers:
+            if not isinstance(peer, dict) or not isinstance(peer.get("public_key"), str):
+                raise WgrestError(f"wgrest at {self.base}: {what}: an entry is not a peer with a public key "
+                                  f"(got {_shape(peer)})")
+        keys = {p["public_key"] for p in peers}
         if len(keys) != len(peers):
             raise WgrestError(f"wgrest at {self.base}: {what}: the pages overlap (peers changed while reading); "
                               "read again")
@@ -213,6 +264,53 @@ class WgrestClient:
             raise
 
 
+def _check_url(option: str, api_url, token_option: str) -> urllib.parse.SplitResult:
+    if not isinstance(api_url, str) or not api_url.isprintable() or " " in api_url:
+        raise WgValueError(f"{option}: {api_url!r} is not an http:// or https:// URL")
+    try:
+        parsed = urllib.parse.urlsplit(api_url)
+        parsed.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise WgValueError(f"{option}: {api_url!r} is not an http:// or https:// URL (bad port?)") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise WgValueError(f"{option}: {api_url!r} is not an http:// or https:// URL")
+    if parsed.username or parsed.password:
+        raise WgValueError(f"{option}: must not carry credentials; give the token as {token_option}")
+    if parsed.query or parsed.fragment:
+        raise WgValueError(f"{option}: {api_url!r} must not have a query or fragment")
+    return parsed
+
+
+def _origin(parsed: urllib.parse.SplitResult) -> tuple:
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    return parsed.scheme, (parsed.hostname or "").lower(), port or {"http": 80, "https": 443}.get(parsed.scheme)
+
+
+# What RFC 6750 allows in a bearer token, and any other visible ASCII (wgrest compares the token as a string).
+_TOKEN_RE = re.compile(r"[\x21-\x7e]+")
+
+
+def check_token(option: str, token) -> str:
+    """A token that can go in an HTTP header: visible ASCII, no space, no line break. Never echoed."""
+    if not isinstance(token, str):
+        raise WgValueError(f"{option}: must be a string, not {type(token).__name__}")
+    if not _TOKEN_RE.fullmatch(token):
+        what = "a line break" if "\r" in token or "\n" in token else "a space, control or non-ASCII character"
+        raise WgValueError(f"{option}: the token contains {what}; a token is visible ASCII characters only "
+                           "(its value is not shown)")
+    return token
+
+
+def _shape(value) -> str:
+    """What an unexpected JSON value is, without quoting it (it might hold a key)."""
+    if isinstance(value, dict):
+        return f"an object with keys {', '.join(sorted(map(str, value))[:6])[:120]}"
+    return f"a JSON {type(value).__name__}"
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     # Following a redirect would resend the token to wherever it points; wgrest's API routes never redirect.
     def redirect_request(self, req, fp, code, msg, headers, newurl):
@@ -233,7 +331,7 @@ def _decode(raw: bytes):
         return None
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deep enough to exhaust the parser
         return raw.decode("utf-8", "replace")
 
 
@@ -250,19 +348,76 @@ def _next_link(header: str) -> str | None:
 # --- the model ----------------------------------------------------------------------
 
 
-def peer_from_api(data: dict, device: str = "") -> Peer:
+def _typed(data: dict, key: str, kind, what: str):
+    value = data.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise WgrestError(f"wgrest: {what}: {key} is {_shape(value)}, not what wgrest sends")
+    return value
+
+
+def peer_from_api(data, device: str = "") -> Peer:
     """A wgrest peer as the shared model (wgrest has no label: ``name`` is None)."""
-    psk = data.get("preshared_key") or None
+    what = f"device {device!r} returned a peer that cannot be read"
+    if not isinstance(data, dict) or not isinstance(data.get("public_key"), str):
+        raise WgrestError(f"wgrest: {what}: it is not an object with a public_key (got {_shape(data)})")
+    allowed = _typed(data, "allowed_ips", list, what) or ()
+    if not all(isinstance(a, str) for a in allowed):
+        raise WgrestError(f"wgrest: {what}: allowed_ips holds something other than strings")
+    psk = _typed(data, "preshared_key", str, what) or None
     try:
         return Peer(
             public_key=data["public_key"],
-            allowed_ips=data.get("allowed_ips") or (),
-            endpoint=data.get("endpoint") or None,
+            allowed_ips=tuple(allowed),
+            endpoint=_typed(data, "endpoint", str, what) or None,
             preshared_key=None if psk == ZERO_KEY else psk,
-            persistent_keepalive=parse_duration(data.get("persistent_keepalive_interval")),
+            persistent_keepalive=parse_duration(_typed(data, "persistent_keepalive_interval", str, what)),
         )
-    except (KeyError, WgValueError) as exc:
-        raise WgError(f"wgrest: device {device!r} returned a peer that cannot be read: {exc}") from None
+    except WgValueError as exc:
+        raise WgrestError(f"wgrest: {what}: {scrub_keys(str(exc))}") from None
+
+
+def device_from_api(data: dict) -> Interface:
+    """A wgrest device's own settings as the model (no peers, no wg-quick settings: wgrest does not show them)."""
+    name = data.get("name")
+    what = f"device {name!r} cannot be read"
+    try:
+        return Interface(private_key=_typed(data, "private_key", str, what) or None,
+                         listen_port=_typed(data, "listen_port", int, what) or None,
+                         fwmark=_typed(data, "firewall_mark", int, what) or None)
+    except WgValueError as exc:
+        raise WgrestError(f"wgrest: {what}: {scrub_keys(str(exc))}") from None
+
+
+class WgrestSource:
+    """The devices as wgrest shows them: wgrest-sync's live source for ``_backup.capture``."""
+
+    def __init__(self, client: WgrestClient):
+        self.client = client
+        self._devices: dict | None = None
+
+    def names(self) -> list[str]:
+        self._devices = {d["name"]: d for d in self.client.devices()}
+        return [n for n in self._devices if _is_name(n)]
+
+    def read(self, name: str) -> Interface | None:
+        if self._devices is None:
+            self.names()
+        device = self._devices.get(name)
+        if device is None:
+            return None
+        peers = tuple(peer_from_api(p, name) for p in self.client.peers(name))
+        return device_from_api(device).replace(peers=peers)
+
+    def link(self, name: str) -> tuple[tuple, int | None]:
+        return (), None  # wgrest shows no addresses and no MTU
+
+
+def _is_name(name: str) -> bool:
+    try:
+        check_ifname("device", name)
+    except WgValueError:
+        return False
+    return "\n" not in name and not name.startswith(".")
 
 
 def peer_body(peer: Peer) -> dict:
@@ -397,5 +552,44 @@ def restore_hook(dump_dir: str = WGREST_DUMP_DIR) -> str:
             "| wg addconf %i /dev/stdin")
 
 
-__all__ = ["DEFAULT_API_URL", "WGREST_DUMP_DIR", "WgrestBackend", "WgrestClient", "WgrestError",
-           "check_dump_dir", "peer_from_api", "restore_hook"]
+_HOOK_RE = re.compile(r"^\[ ! -r (.+?)%i\.conf \] \|\| awk ")
+
+
+def dump_dirs(iface: Interface) -> list[str]:
+    """The wgrest dump directories named by the :func:`restore_hook` lines of ``iface`` (exactly those)."""
+    found = []
+    for cmd in iface.post_up:
+        match = _HOOK_RE.match(cmd)
+        if not match:
+            continue
+        with contextlib.suppress(ValueError):
+            words = shlex.split(match.group(1))
+            if len(words) == 1 and restore_hook(words[0]) == cmd:
+                found.append(words[0])
+    return found
+
+
+def prune_dump(iface: Interface, name: str) -> list[str]:
+    """Drop from wgrest's dump of ``name`` the peers ``iface`` does not have; returns their keys.
+
+    After a restore the snapshot is the truth: a peer left in the dump would come
+    back at the next start through the restore hook. The device holds none of them
+    by then, so wgrest's own next dump agrees.
+    """
+    keep = iface.peer_map()
+    removed: list[str] = []
+    for directory in dump_dirs(iface):
+        path = os.path.join(directory, f"{name}.conf")
+        dump = _files.read_config(path)
+        if dump is None:
+            continue
+        gone = [p.public_key for p in dump.peers if p.public_key not in keep]
+        if gone:
+            _files.write_atomic(path, render(dump.replace(peers=tuple(p for p in dump.peers if p.public_key in keep)),
+                                             wg_only=True))
+            removed.extend(k for k in gone if k not in removed)
+    return removed
+
+
+__all__ = ["DEFAULT_API_URL", "WGREST_DUMP_DIR", "WgrestBackend", "WgrestClient", "WgrestError", "WgrestSource",
+           "check_dump_dir", "check_token", "peer_from_api", "prune_dump", "restore_hook"]

@@ -42,6 +42,14 @@ options:
     description: Store private and preshared keys unencrypted when no O(encryption_key) is given.
     type: bool
     default: false
+  schema_only:
+    description:
+      - Only create or upgrade the tables in O(db), and back nothing up. Meant for the schema owner's login (for
+        example in the database role), so that the logins of servers and of the sync service need no right to
+        create or alter tables; see the GRANTs in the collection's C(docs/backup-restore.md).
+      - In check mode, reports whether the schema would be created or upgraded.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -52,7 +60,8 @@ attributes:
     support: full
     details: An unchanged host stores no new snapshot and reports no change.
 notes:
-  - The database role needs CREATE on O(db) for the first run, and INSERT/UPDATE/SELECT on the tables afterwards.
+  - The first run (or a run with O(schema_only=true)) needs a login that may create tables in O(db); once the schema
+    is current, a login with the GRANTs listed in the collection's C(docs/backup-restore.md) is enough.
 seealso:
   - module: wgfleet.wireguard.wg_restore
   - module: community.postgresql.postgresql_db
@@ -85,29 +94,34 @@ snapshot_id:
   description:
     - Id of the snapshot holding the state now (the new one when changed, the latest one otherwise).
     - In check mode, null when a new snapshot would be stored.
-  returned: always
+  returned: unless O(schema_only=true)
   type: int
   sample: 42
 server_id:
   description: The server id the state is stored under.
-  returned: always
+  returned: unless O(schema_only=true)
   type: str
   sample: vpn-eu-1.example.org
 counts:
   description: What the state holds, and how many peer rows this run wrote (0 when nothing changed).
-  returned: always
+  returned: unless O(schema_only=true)
   type: dict
   sample: {"interfaces": 2, "peers": 130, "peer_rows_written": 1}
+schema_version:
+  description: With O(schema_only=true), the schema version found and the one the collection needs.
+  returned: when O(schema_only=true)
+  type: dict
+  sample: {"before": 1, "after": 2}
 interfaces:
   description: Per interface backed up, its public key, its peer count and how many peers were found only live.
-  returned: always
+  returned: unless O(schema_only=true)
   type: dict
   sample: {"wg0": {"public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "peers": 129, "live_only_peers": 1}}
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ..module_utils._backup import capture
+from ..module_utils._backup import DeviceSource, capture
 from ..module_utils._db_module import (
     check_libraries,
     database_argument_spec,
@@ -117,12 +131,24 @@ from ..module_utils._db_module import (
 )
 from ..module_utils._keys import public_key
 from ..module_utils._module import run_core
+from ..module_utils._store import SCHEMA_VERSION
+
+
+def schema_only(module: AnsibleModule) -> dict:
+    with open_store(module.params) as store:
+        before = store.schema_version()
+        changed = before < SCHEMA_VERSION
+        if changed and not module.check_mode:
+            store.migrate()
+    return {"changed": changed, "schema_version": {"before": before, "after": SCHEMA_VERSION}}
 
 
 def backup(module: AnsibleModule) -> dict:
     params = module.params
+    if params["schema_only"]:
+        return schema_only(module)
     source_id = server_id(params)
-    state, live_only = capture(params["config_dir"], params["interfaces"])
+    state, live_only = capture(params["config_dir"], DeviceSource(), params["interfaces"])
     with open_store(params, params["allow_plaintext_keys"]) as store:
         if not module.check_mode:
             store.migrate()
@@ -149,6 +175,7 @@ def main() -> None:
         config_dir={"type": "path", "default": "/etc/wireguard"},
         interfaces={"type": "list", "elements": "str"},
         allow_plaintext_keys={"type": "bool", "default": False},
+        schema_only={"type": "bool", "default": False},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[("encryption_key", "encryption_key_file")])

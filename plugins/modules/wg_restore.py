@@ -11,6 +11,9 @@ description:
     and checks every row, and only then writes the wg-quick files (atomically, mode 0600).
   - With O(apply=true) the interfaces are brought up, or brought in line while running (live peer changes; a restart
     only when a start-time setting such as an address or MTU differs). Peers not in the snapshot are removed.
+  - With O(encryption_key) (or O(encryption_key_file)), only a snapshot encrypted and sealed with that key is
+    restored. A snapshot written or altered by anyone without the key (a plain-text one, a row added, removed or
+    reopened) is refused before anything is written. A plain-text snapshot is restored only when no key is given.
   - Refuses to overwrite an interface whose private key differs from the snapshot's unless O(force=true).
   - The snapshot may come from another server (O(server_id) names the source), to rebuild a server on a new host.
 version_added: 0.1.0
@@ -26,9 +29,9 @@ options:
   snapshot:
     description:
       - The snapshot to restore. Default is the latest.
-      - A number is a snapshot id (as returned by M(wgfleet.wireguard.wg_backup)); anything else is an ISO 8601
-        time, meaning the state as of that time (the latest snapshot taken at or before it). A time without a
-        UTC offset is UTC.
+      - A number (ASCII digits) is a snapshot id (as returned by M(wgfleet.wireguard.wg_backup)); anything else
+        is an ISO 8601 time, meaning the state as of that time (the latest snapshot taken at or before it). A time
+        without a UTC offset is UTC.
     type: str
   config_dir:
     description: Directory of the wg-quick configuration files to write.
@@ -115,7 +118,7 @@ interfaces:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ..module_utils._backup import apply_restore, plan_restore
+from ..module_utils._backup import apply_restore, check_config_dir, observe, plan_restore
 from ..module_utils._db_module import (
     check_libraries,
     database_argument_spec,
@@ -124,17 +127,17 @@ from ..module_utils._db_module import (
     server_id,
 )
 from ..module_utils._module import run_core
+from ..module_utils._store import parse_snapshot
 
 
 def restore(module: AnsibleModule) -> dict:
     params = module.params
     source_id = server_id(params)
-    snapshot = params["snapshot"]
-    if snapshot is not None and snapshot.strip().isdigit():
-        snapshot = int(snapshot)
+    snapshot = parse_snapshot(params["snapshot"])
+    check_config_dir("config_dir", params["config_dir"])  # before any database work
     with open_store(params) as store:
         snapshot_id, state = store.load_state(source_id, snapshot, params["interfaces"])
-    plans = plan_restore(state, params["config_dir"], params["apply"], params["force"])
+    plans = plan_restore(state, observe(params["config_dir"], state), params["apply"], params["force"])
     if not module.check_mode:
         apply_restore(plans)
     return {

@@ -42,8 +42,12 @@ class PlaybookResult:
         return self.stdout + self.stderr
 
 
-def run_playbook(tasks, netns=None, check=False, diff=False, verbosity=0, extra_vars=None, gather_facts=False):
-    """Run ``tasks`` (a list of task dicts) on localhost; results by task name."""
+def run_playbook(tasks, netns=None, check=False, diff=False, verbosity=0, extra_vars=None, gather_facts=False,
+                 prefix=None):
+    """Run ``tasks`` (a list of task dicts) on localhost; results by task name.
+
+    ``prefix``: a command that runs ansible-playbook elsewhere (``nsenter ...`` into a test host).
+    """
     ensure_collection_path()
     play = [{"hosts": "localhost", "gather_facts": gather_facts, "tasks": tasks}]
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,6 +65,8 @@ def run_playbook(tasks, netns=None, check=False, diff=False, verbosity=0, extra_
             argv.append("-" + "v" * verbosity)
         if netns:
             argv = ["ip", "netns", "exec", netns, *argv]
+        if prefix:
+            argv = [*prefix, *argv]
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
                    ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1", ANSIBLE_DEPRECATION_WARNINGS="False",
                    ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_INVENTORY_UNPARSED_WARNING="False")

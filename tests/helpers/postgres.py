@@ -153,3 +153,47 @@ def pg_db(pg_server):
         if not pg_server.running:
             pg_server.start()
         pg_server.drop_database(name)
+
+
+# --- logins with the documented GRANTs (docs/backup-restore.md) ---------------------------------------------
+
+
+def documented_grants() -> str:
+    """The SQL between the ``-- grants:`` markers of docs/backup-restore.md."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "backup-restore.md").read_text()
+    return text.split("-- grants: begin\n", 1)[1].split("-- grants: end", 1)[0]
+
+
+@pytest.fixture
+def logins(pg_server, pg_db):
+    """Three logins for ``pg_db``: its owner (who will own the schema), a sync login and a restore login,
+    as psycopg2.connect arguments. The sync and restore logins have no right until :func:`grant`."""
+    tag = uuid.uuid4().hex[:6]
+    roles = {kind: (f"wgfleet_{kind}_{tag}", f"pw-{kind}-{uuid.uuid4().hex[:12]}") for kind in ("owner", "sync", "restore")}
+    for name, password in roles.values():
+        pg_server.admin(f"CREATE ROLE {name} LOGIN PASSWORD %s", params=(password,))
+    pg_server.admin(f"ALTER DATABASE {pg_db} OWNER TO {roles['owner'][0]}")
+    params = {kind: dict(pg_server.params(pg_db), user=name, password=password)
+              for kind, (name, password) in roles.items()}
+    try:
+        yield params
+    finally:
+        pg_server.drop_database(pg_db)  # first: the roles own objects in it
+        for name, _password in roles.values():
+            with contextlib.suppress(Exception):
+                pg_server.admin(f"DROP ROLE IF EXISTS {name}")
+
+
+def grant(logins: dict, db: str) -> None:
+    """The documented GRANTs, run by the schema owner, for ``logins``' sync and restore roles."""
+    import psycopg2
+
+    conn = psycopg2.connect(**logins["owner"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute(documented_grants().replace("wgrest_backup", db)
+                        .replace("wgfleet_sync", logins["sync"]["user"])
+                        .replace("wgfleet_restore", logins["restore"]["user"]))
+        conn.commit()
+    finally:
+        conn.close()

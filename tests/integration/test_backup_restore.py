@@ -131,6 +131,13 @@ def test_backup_and_restore_round_trip(pg_server, pg_db, host_a, lab, tmp_path):
     for name, iface in expected.items():
         path = _files.config_path(str(conf_b), name)
         assert parse(read(path)) == iface
+        # And as wg-quick itself reads the file.
+        stripped = wg_quick_strip(path)
+        assert stripped["private_key"] == iface.private_key
+        assert {k: v.get("AllowedIPs") for k, v in stripped["peers"].items()} == {
+            p.public_key: ", ".join(p.allowed_ips) for p in iface.peers}
+        assert {k: v.get("PresharedKey") for k, v in stripped["peers"].items()} == {
+            p.public_key: p.preshared_key for p in iface.peers}
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert res["restore"]["interfaces"][name]["public_key"] == _keys.public_key(iface.private_key)
         # Check mode ran first and wrote nothing: the real run still had to create each file.
@@ -219,7 +226,9 @@ def test_rebuild_server_a_on_host_b_with_apply(pg_server, pg_db, host_a, lab, tm
     path_a = _files.config_path(str(host_a["conf"]), name)
     server = server.replace(peers=(*server.peers, client_peer))
     file_server = parse(read(path_a))
+    # As wg_peer adds it: in the file and on the running device (a running interface's peers are its device's).
     _files.write_config(path_a, file_server.replace(peers=(*file_server.peers, client_peer)))
+    sh("wg", "set", name, "peer", client_peer.public_key, "allowed-ips", client_peer.allowed_ips[0], netns=host_a["ns"])
     backup = {"server_id": "server-a", "config_dir": str(host_a["conf"]), **db}
     res = run_playbook([{"name": "b", "wgfleet.wireguard.wg_backup": backup}], netns=host_a["ns"])
     succeeded(res, secrets_of(server))
@@ -307,3 +316,141 @@ def test_interface_running_without_a_file_is_captured(pg_server, pg_db, lab, tmp
     restored = parse(read(_files.config_path(str(tmp_path / "out"), name)))
     assert restored == Interface(private_key=private, listen_port=51840, address=("10.66.0.1/24",), mtu=1400,
                                  peers=(peer,))
+
+
+def wg_quick_strip(path) -> dict:
+    """The file as wg-quick itself reads it (``wg-quick strip``), in a tiny parser of the test's own:
+    the private key and, per peer public key, its other lines."""
+    out = subprocess.run(["wg-quick", "strip", str(path)], capture_output=True, text=True, check=True).stdout
+    result: dict = {"private_key": None, "peers": {}}
+    current = None
+    for line in out.splitlines():
+        key = line.partition("=")[0].strip()
+        if line.strip() == "[Peer]":
+            current = {}
+        elif key == "PrivateKey":
+            result["private_key"] = line.split("=", 1)[1].strip()
+        elif key == "PublicKey":
+            result["peers"][line.split("=", 1)[1].strip()] = current
+        elif current is not None and key:
+            current[key] = line.split("=", 1)[1].strip()
+    return result
+
+
+@pytest.mark.parametrize("original", [
+    b"[Interface]\n# the admin's own notes\nPrivateKey = {key}\nListenPort = 51870\n",
+    b"[Interface]\nPrivateKey: {key}\n\xff\xfe not even UTF-8\n",
+])
+def test_a_failed_forced_restore_puts_the_users_file_back_byte_for_byte(pg_server, pg_db, lab, tmp_path, original):
+    ns = lab.host("p")
+    name = lab.wg_name("p")
+    broken = Interface(private_key=_keys.generate_private_key(), listen_port=51871, address=("10.67.0.1/24",),
+                       post_up=("false",))
+    _files.write_config(_files.config_path(str(tmp_path / "src"), name), broken)
+    db = db_args(pg_server, pg_db, generate_key())
+    target = tmp_path / "dst"
+    target.mkdir(mode=0o700)
+    path = _files.config_path(str(target), name)
+    mine = original.replace(b"{key}", _keys.generate_private_key().encode())
+    with open(path, "wb") as handle:
+        handle.write(mine)
+    os.chmod(path, 0o600)
+    res = run_playbook([
+        {"name": "backup", "wgfleet.wireguard.wg_backup": {"server_id": "p", "config_dir": str(tmp_path / "src"),
+                                                           **db}},
+        {"name": "restore", "wgfleet.wireguard.wg_restore": {"server_id": "p", "config_dir": str(target),
+                                                             "apply": True, "force": True, **db},
+         "ignore_errors": True},
+    ], netns=ns)
+    no_leaks(res.output, [broken.private_key, mine.decode("utf-8", "replace").split("Key", 1)[1][3:47]])
+    assert res["backup"]["changed"]
+    assert res["restore"]["failed"] and "wg-quick up" in res["restore"]["msg"]
+    with open(path, "rb") as handle:
+        assert handle.read() == mine, "the user's file was not put back as it was"
+    assert sorted(p.name for p in target.iterdir() if not p.name.startswith(f".{name}.lock")) == [f"{name}.conf"]
+    assert sh("ip", "link", "show", name, netns=ns, check=False).returncode != 0
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("snapshot", "²", "snapshot: '²' is neither a snapshot id nor an ISO 8601 time"),
+    ("snapshot", "12\x0034", "snapshot: "),
+    ("snapshot", "99999999999999999999", "snapshot: '99999999999999999999' is too large"),
+    ("server_id", "srv\x00a", "server_id: 'srv\\x00a' holds the control character U+0000"),
+    ("server_id", "srv\u2028a", "server_id: 'srv\\u2028a' holds the control character U+2028"),
+    ("server_id", "x" * 300, "server_id: "),
+    ("login_password", "pw\nx", "login_password: (hidden) holds the control character U+000A"),
+    ("db", "wg\x00backup", "db: 'wg\\x00backup' holds the control character U+0000"),
+    ("login_port", 0, "login_port: 0 is not a whole number from 1 to 65535"),
+    ("config_dir", "/tmp/wg\x00x", "config_dir: '/tmp/wg\\x00x' holds the control character U+0000"),
+    ("config_dir", "/tmp/wg\nx", "config_dir: '/tmp/wg\\nx' holds the control character U+000A"),
+    ("config_dir", "", "config_dir: must not be empty"),
+    ("ca_cert", "/nonexistent/ca.pem", "ca_cert: '/nonexistent/ca.pem' cannot be read"),
+    ("ssl_key", "/nonexistent/key.pem", "ssl_key: '/nonexistent/key.pem' cannot be read"),
+])
+def test_bad_options_of_wg_backup_and_wg_restore_are_named(pg_server, pg_db, tmp_path, option, value, message):
+    db = db_args(pg_server, pg_db, generate_key())
+    args = {"server_id": "s", "config_dir": str(tmp_path / "none"), **db, option: value}
+    tasks = [{"name": "restore", "wgfleet.wireguard.wg_restore": args, "ignore_errors": True}]
+    if option != "snapshot":
+        tasks.append({"name": "backup", "wgfleet.wireguard.wg_backup": args, "ignore_errors": True})
+    res = run_playbook(tasks)
+    for task in tasks:
+        result = res[task["name"]]
+        assert result["failed"] and message in result["msg"], (task["name"], result.get("msg"))
+        assert "unexpected error" not in result["msg"]
+    assert "Traceback" not in res.output and "pw\nx" not in res.output
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("plan", ["live", "restart"])
+def test_a_restore_revokes_what_the_snapshot_lacks_for_good(pg_server, pg_db, lab, tmp_path, plan):
+    """A peer added through wgrest after the snapshot: the restore takes it off the device (also when it
+    restarts the interface, whose PostUp hook replays wgrest's dump) and out of that dump, so the client cannot
+    handshake, not even after a later restart."""
+    from ansible_collections.wgfleet.wireguard.plugins.module_utils import _wgrest
+    from ansible_collections.wgfleet.wireguard.plugins.module_utils._peers import PeerSpec
+    from tests.helpers.wgrest_real import Client, WgrestHost
+
+    host = WgrestHost(lab)
+    name = lab.wg_name("v")
+    dump = tmp_path / "wgrest"
+    host.private_key = _keys.generate_private_key()
+    iface = Interface(private_key=host.private_key, listen_port=51820, address=("10.231.8.1/24",), mtu=1420,
+                      post_up=(_wgrest.restore_hook(str(dump)),), peers=(new_peer(70)[1],))
+    etc = tmp_path / "etc"
+    path = _files.config_path(str(etc), name)
+    _files.write_config(path, iface)
+    host.quick("up", path)
+    host.start_wgrest(dump, token="rv-token")
+    db = db_args(pg_server, pg_db, generate_key())
+    args = {"server_id": "rv", "config_dir": str(etc), **db}
+    res = run_playbook([{"name": "backup", "wgfleet.wireguard.wg_backup": args}], prefix=host.prefix)
+    succeeded(res, secrets_of(iface))
+
+    client = Client(lab, host, tmp_path, "10.231.8.9")
+    _wgrest.WgrestBackend(name, host.api_url, "rv-token").apply(
+        [PeerSpec(public_key=client.public_key, allowed_ips=["10.231.8.9/32"])], False, False)
+    assert client.can_reach_server() and client.handshake() > 0
+    if plan == "restart":  # a start-time setting changed since the snapshot: the restore must restart
+        host.quick("down", path)
+        _files.write_config(path, iface.replace(mtu=1380))
+        host.quick("up", path)
+        assert client.public_key in host.peer_keys(name)  # the hook gave it back from wgrest's dump
+
+    res = run_playbook([{"name": "restore", "wgfleet.wireguard.wg_restore": {**args, "apply": True}}],
+                       prefix=host.prefix)
+    succeeded(res, secrets_of(iface))
+    assert res["restore"]["interfaces"][name]["applied"] == plan
+    assert client.public_key in res["restore"]["interfaces"][name]["peers_removed_live"]
+    assert host.peer_keys(name) == {p.public_key for p in iface.peers}
+    dumped = subprocess.run(["grep", "-c", client.public_key, str(dump / f"{name}.conf")], capture_output=True,
+                            text=True, check=False).stdout.strip()
+    assert dumped == "0", "wgrest's dump still holds the revoked peer"
+    client.reconnect()
+    assert not client.can_reach_server(deadline=4) and client.handshake() == 0
+
+    host.quick("down", path)
+    host.quick("up", path)
+    assert client.public_key not in host.peer_keys(name), "a restart brought the revoked peer back"
+    client.reconnect()
+    assert not client.can_reach_server(deadline=4) and client.handshake() == 0

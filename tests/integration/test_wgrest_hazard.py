@@ -1,4 +1,4 @@
-"""wgrest's file dumps: the hazard reproduced, and the collection's layout surviving it.
+"""wgrest's file dumps, with the real wgrest: the hazard reproduced, and the collection's layout surviving it.
 
 The layout (docs/wgrest.md): wgrest's --config-dir is its own directory, never
 the wg-quick one, and every wg-quick file carries the PostUp of
@@ -18,8 +18,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import W
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._peers import PeerSpec
 from tests.conftest import needs_lab
 from tests.helpers.keys import new_key
-from tests.helpers.netns import wg_dump
-from tests.wgrest_server.harness import ServerHost
+from tests.helpers.wgrest_real import WgrestHost
 
 pytestmark = [needs_lab, pytest.mark.lab]
 TOKEN = "hazard-token-5d01"
@@ -50,12 +49,12 @@ def api_peers() -> list[PeerSpec]:
 
 def device_peers(host, name) -> dict[str, tuple]:
     """(preshared key, endpoint, allowed IPs, keepalive) per peer, from ``wg show dump``."""
-    return {r[0]: (r[1], r[2], r[3], r[7]) for r in wg_dump(host.ns, name)[1:]}
+    return {key: (r[1], r[2], r[3], r[7]) for key, r in host.peers(name).items()}
 
 
 def test_the_hazard_is_real_when_wgrest_shares_the_wg_quick_dir(lab, layout):
-    """What the collection prevents: the double, pointed at the wg-quick dir, strips the file as wgrest does."""
-    host = ServerHost(lab)
+    """What the collection prevents: wgrest, pointed at the wg-quick dir, strips the file."""
+    host = WgrestHost(lab)
     host.quick("up", layout["path"])
     host.start_wgrest(layout["etc"], token=TOKEN)
     stripped = _files.read_config(layout["path"])
@@ -66,7 +65,7 @@ def test_the_hazard_is_real_when_wgrest_shares_the_wg_quick_dir(lab, layout):
 
 
 def test_wgrest_restarts_and_dumps_never_touch_the_wg_quick_file(lab, layout):
-    host = ServerHost(lab)
+    host = WgrestHost(lab)
     host.quick("up", layout["path"])
     before = Path(layout["path"]).read_bytes()
     host.start_wgrest(layout["dump"], token=TOKEN, dump_interval="200ms")
@@ -85,7 +84,7 @@ def test_wgrest_restarts_and_dumps_never_touch_the_wg_quick_file(lab, layout):
 
 
 def test_api_peers_survive_an_interface_restart_with_their_settings(lab, layout):
-    host = ServerHost(lab)
+    host = WgrestHost(lab)
     host.quick("up", layout["path"])
     host.start_wgrest(layout["dump"], token=TOKEN)
     backend = _wgrest.WgrestBackend(layout["name"], host.api_url, TOKEN)
@@ -108,7 +107,7 @@ def test_api_peers_survive_an_interface_restart_with_their_settings(lab, layout)
 
 def test_file_peers_keep_the_file_settings_over_a_stale_dump(lab, layout):
     """A peer managed in the file is restored from the file, never from an older wgrest dump."""
-    host = ServerHost(lab)
+    host = WgrestHost(lab)
     host.quick("up", layout["path"])
     host.start_wgrest(layout["dump"], token=TOKEN)  # its start-up dump holds the file peer's old AllowedIPs
     newer = layout["iface"].replace(peers=(layout["file_peer"].replace(allowed_ips=["10.231.9.3/32"]),))
@@ -120,7 +119,7 @@ def test_file_peers_keep_the_file_settings_over_a_stale_dump(lab, layout):
 
 def test_api_peers_survive_a_host_restart(lab, layout):
     """A crash (no hooks, no last dump) then a boot: wg-quick up from the file, then wgrest."""
-    host = ServerHost(lab, "before")
+    host = WgrestHost(lab, "before")
     host.quick("up", layout["path"])
     host.start_wgrest(layout["dump"], token=TOKEN)
     specs = api_peers()
@@ -129,7 +128,7 @@ def test_api_peers_survive_a_host_restart(lab, layout):
     host.stop_wgrest(kill=True)
     host.crash_interface(layout["name"])
 
-    booted = ServerHost(lab, "after")  # a new network namespace: only the disk is left
+    booted = WgrestHost(lab, "after")  # a new network namespace: only the disk is left
     booted.quick("up", layout["path"])  # what wg-quick@.service does at boot
     booted.start_wgrest(layout["dump"], token=TOKEN)
 

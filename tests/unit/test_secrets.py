@@ -91,3 +91,32 @@ def test_digest_is_keyed():
     assert _secrets.digest(a, b"x") == _secrets.digest(a, b"x")
     assert _secrets.digest(a, b"x") != _secrets.digest(b, b"x")
     assert _secrets.digest(None, b"x") != _secrets.digest(a, b"x")
+
+
+@pytest.mark.parametrize("size", [0, 1, 55, 64, 200, 10_000])
+def test_digest_is_standard_hmac_sha256(size):
+    """The digest with precomputed pads is exactly HMAC-SHA256 under the derived key (format-1 rows depend on it)."""
+    import hashlib
+    import hmac
+    import os
+
+    key = generate_key()
+    mac_key = hmac.new(base64.b64decode(key), b"wgfleet.wireguard row digest v1", hashlib.sha256).digest()
+    data = os.urandom(size)
+    assert KeyCipher.from_base64(key).digest(data) == hmac.digest(mac_key, data, "sha256")
+
+
+def test_a_plain_value_does_not_open_when_a_key_is_given():
+    """Someone without the key can write a plain value into the database: with a key, it is refused."""
+    secret = _keys.generate_private_key()
+    plain = _secrets.seal(None, secret, CONTEXT, allow_plaintext=True)
+    with pytest.raises(DamagedSecretError, match="plain text") as info:
+        _secrets.unseal(KeyCipher.from_base64(generate_key()), plain, CONTEXT)
+    assert secret not in str(info.value)
+
+
+def test_make_cipher_takes_a_key_or_a_file(tmp_path):
+    key = generate_key()
+    (tmp_path / "k").write_text(key + "\n")
+    assert _secrets.make_cipher() is None
+    assert _secrets.make_cipher(key).key_id == _secrets.make_cipher(key_file=str(tmp_path / "k")).key_id

@@ -1,23 +1,16 @@
 """The wgrest client: wire format and error handling, against the wgrest double driving a real device."""
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
+import re
 import time
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _wgconf, _wgrest
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError, WgValueError
-from tests.conftest import _can_make_namespaces, needs_lab
 from tests.helpers.keys import new_key
-from tests.helpers.netns import Lab, sh
-from tests.wgrest_server.harness import ServerHost, write_conf
+from tests.helpers.scripted_http import JSON, ScriptedHTTP
 
 TOKEN = "unit-token-7f3a"
 
@@ -82,41 +75,16 @@ def test_wgrest_is_never_pointed_at_the_wg_quick_dir(tmp_path):
 # --- retries and timeouts, against a scripted HTTP server ------------------------------------
 
 
-class Scripted:
-    """An HTTP server answering from a list of (status, body) and counting requests per method."""
+def Scripted(answers, delay=0.0):
+    """A server answering from a list of (status, JSON body), in turn."""
+    queue = list(answers)
 
-    def __init__(self, answers, delay=0.0):
-        self.answers = list(answers)
-        self.seen: list[str] = []
-        outer = self
+    def answer(_request):
+        time.sleep(delay)
+        status, body = queue.pop(0) if queue else (200, [])
+        return status, JSON, json.dumps(body).encode()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                return
-
-            def answer(self):
-                outer.seen.append(self.command)
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
-                time.sleep(delay)
-                status, body = outer.answers.pop(0) if outer.answers else (200, [])
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                with contextlib.suppress(OSError):  # the client may have timed out and gone
-                    self.wfile.write(payload)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = answer
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    return ScriptedHTTP(answer)
 
 
 def test_get_is_retried_on_5xx_until_it_succeeds():
@@ -125,7 +93,7 @@ def test_get_is_retried_on_5xx_until_it_succeeds():
     try:
         client = _wgrest.WgrestClient(server.url, TOKEN, backoff=0.01)
         assert client.paged("/v1/devices/", "list devices") == [{"name": "wg0"}]
-        assert server.seen == ["GET", "GET", "GET"]
+        assert [r.method for r in server.requests] == ["GET", "GET", "GET"]
     finally:
         server.close()
 
@@ -136,7 +104,7 @@ def test_post_is_never_retried():
         client = _wgrest.WgrestClient(server.url, TOKEN, backoff=0.01)
         with pytest.raises(_wgrest.WgrestError, match="HTTP 503"):
             client.create_peer("wg0", {"public_key": new_key()})
-        assert server.seen == ["POST"]
+        assert [r.method for r in server.requests] == ["POST"]
     finally:
         server.close()
 
@@ -157,147 +125,151 @@ def test_unreachable_server_names_the_url_and_post_warns_to_read_back():
         client.create_peer("wg0", {"public_key": new_key()})
 
 
-# --- against the wgrest double and a real device ------------------------------------------------
+# --- hostile servers ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    """One server host for the module: a running interface and the double in front of it."""
-    if not _can_make_namespaces():
-        pytest.skip("needs root, wireguard-go and wg-quick")
-    lab = Lab()
+def Paging(body, link):
+    """Every answer is ``body`` (or ``body(page)``) with the Link header ``link(page, url)``."""
+
+    def answer(request):
+        headers = dict(JSON)
+        header = link(request.page, server.url)
+        if header:
+            headers["Link"] = header
+        return 200, headers, body(request.page) if callable(body) else body
+
+    server = ScriptedHTTP(answer)
+    return server
+
+
+def test_a_next_link_to_another_origin_is_not_followed():
+    other = Paging(b"[]", lambda page, url: None)
+    for target in (other.url, other.url.replace("http://", "https://"), "http://localhost:" + other.url.rsplit(":", 1)[1]):
+        server = Paging(b'[{"name": "wg0"}]', lambda page, url, t=target: f'<{t}/v1/devices/?page=1>; rel="next"')
+        try:
+            with pytest.raises(_wgrest.WgrestError, match="the next page is on another server"):
+                _wgrest.WgrestClient(server.url, TOKEN, retries=0).devices()
+        finally:
+            server.close()
+    other.close()
+    assert other.tokens == [], "the token went to another origin"
+
+
+def test_paging_is_bounded(monkeypatch):
+    monkeypatch.setattr(_wgrest, "MAX_PAGES", 20)
+    endless = Paging(lambda page: json.dumps([{"name": f"wg{page}"}]).encode(),
+                     lambda page, url: f'</v1/devices/?page={page + 1}&per_page=100>; rel="next"')
+    same = Paging(b'[{"name": "wg0"}]', lambda page, url: f'<{url}/v1/devices/?page={page + 1}>; rel="next"')
+    loop = Paging(b'[{"name": "wg0"}]', lambda page, url: '</v1/devices/?page=0&per_page=100>; rel="next"')
     try:
-        tmp = tmp_path_factory.mktemp("wgrest-unit")
-        host = ServerHost(lab)
-        name = lab.wg_name("u")
-        conf = write_conf(tmp / "etc" / f"{name}.conf",
-                          f"[Interface]\nPrivateKey = {_keys.generate_private_key()}\nListenPort = 51820\n"
-                          "Address = 10.231.7.1/24\n")
-        host.quick("up", conf)
-        host.start_wgrest(tmp / "wgrest", token=TOKEN)
-        yield host, name, tmp
+        with pytest.raises(_wgrest.WgrestError, match="more than 20 pages"):
+            _wgrest.WgrestClient(endless.url, TOKEN).devices()
+        assert len(endless.requests) == 20
+        with pytest.raises(_wgrest.WgrestError, match="same page twice"):
+            _wgrest.WgrestClient(same.url, TOKEN).devices()
+        assert len(same.requests) == 2
+        # A next link back to a page already read ends the listing.
+        assert _wgrest.WgrestClient(loop.url, TOKEN).devices() == [{"name": "wg0"}] and len(loop.requests) == 1
     finally:
-        lab.close()
+        endless.close()
+        same.close()
+        loop.close()
 
 
-def raw(host, method, path, body=None, headers=None):
-    data = json.dumps(body).encode() if isinstance(body, dict) else body
-    req = urllib.request.Request(host.api_url + path, data=data, method=method, headers=headers or {})
+@pytest.mark.parametrize(("body", "message"), [
+    (b'[{"foo": 1}]', "not a device with a name"),
+    (b'["wg0"]', "not a device with a name (got a JSON str)"),
+    (b'[{"name": 5}]', "not a device with a name"),
+    (b'{"name": "wg0"}', "the answer is not a JSON list"),
+    (b"[" * 200_000, "the answer is not a JSON list"),
+    (b"\xff\xfe garbage", "the answer is not a JSON list"),
+])
+def test_malformed_device_lists_are_errors(body, message):
+    server = Paging(body, lambda page, url: None)
     try:
-        with urllib.request.build_opener(_wgrest._NoRedirect).open(req, timeout=5) as resp:
-            return resp.status, dict(resp.headers), resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-
-
-@needs_lab
-def test_token_must_be_exactly_bearer(api):
-    host, name, _unused = api
-    assert raw(host, "GET", "/version")[0] == 200  # no token needed
-    status, _unused, body = raw(host, "GET", "/v1/devices/", headers={"Authorization": f"bearer {TOKEN}"})
-    assert (status, json.loads(body)["message"]) == (401, "invalid authorization format")
-    with pytest.raises(_wgrest.WgrestError, match=r"authentication failed \(invalid token\); check api_token"):
-        _wgrest.WgrestClient(host.api_url, "wrong").devices()
-    with pytest.raises(_wgrest.WgrestError, match="missing authorization header"):
-        _wgrest.WgrestClient(host.api_url, None).device(name)
-    assert [d["name"] for d in _wgrest.WgrestClient(host.api_url, TOKEN).devices()] == [name]
-
-
-@needs_lab
-def test_peers_are_read_across_zero_based_pages(api):
-    host, name, _unused = api
-    keys = sorted(new_key() for _unused in range(230))
-    sh("wg", "set", name, *[a for k in keys for a in ("peer", k)], netns=host.ns)
-    try:
-        status, headers, body = raw(host, "GET", f"/v1/devices/{name}/peers/?page=1&per_page=100",
-                                    headers={"Authorization": f"Bearer {TOKEN}"})
-        assert status == 200 and len(json.loads(body)) == 100
-        assert 'page=0&per_page=100>; rel="first"' in headers["Link"]
-        assert 'page=2&per_page=100>; rel="last"' in headers["Link"]
-        peers = _wgrest.WgrestClient(host.api_url, TOKEN).peers(name)
-        assert sorted(p["public_key"] for p in peers) == keys
+        with pytest.raises(_wgrest.WgrestError, match=re.escape(message)):
+            _wgrest.WgrestClient(server.url, TOKEN, retries=0).devices()
     finally:
-        sh("wg", "set", name, *[a for k in keys for a in ("peer", k, "remove")], netns=host.ns)
+        server.close()
 
 
-@needs_lab
-def test_keys_in_urls_are_url_safe_with_padding(api):
-    host, name, _unused = api
-    client = _wgrest.WgrestClient(host.api_url, TOKEN)
-    key = next(k for k in iter(new_key, None) if "+" in k and "/" in k)
-    client.create_peer(name, {"public_key": key, "allowed_ips": ["10.231.7.9/32"]})
+def test_an_answer_too_large_is_refused(monkeypatch):
+    monkeypatch.setattr(_wgrest, "MAX_BODY", 1000)
+    server = Paging(json.dumps([{"name": "x" * 10}] * 200).encode(), lambda page, url: None)
     try:
-        status, _unused, body = raw(host, "GET", f"/v1/devices/{name}/peers/{_keys.url_safe(key)}/",
-                                    headers={"Authorization": f"Bearer {TOKEN}"})
-        assert status == 200 and json.loads(body)["url_safe_public_key"] == _keys.url_safe(key)
-        updated = client.update_peer(name, key, {"persistent_keepalive_interval": "30s"})
-        assert updated["persistent_keepalive_interval"] == "30s"
+        with pytest.raises(_wgrest.WgrestError, match="larger than"):
+            _wgrest.WgrestClient(server.url, TOKEN, retries=0).devices()
     finally:
-        assert client.delete_peer(name, key)["public_key"] == key
-    assert client.delete_peer(name, key) is None  # already gone counts as deleted
+        server.close()
 
 
-@needs_lab
-def test_post_answer_echoes_the_request_and_reading_back_tells_the_truth(api):
-    host, name, _unused = api
-    client = _wgrest.WgrestClient(host.api_url, TOKEN)
+@pytest.mark.parametrize(("data", "message"), [
+    ({"foo": 1}, "not an object with a public_key"),
+    ("x", "not an object with a public_key (got a JSON str)"),
+    ({"public_key": 5}, "not an object with a public_key"),
+    ({"public_key": "KEY", "allowed_ips": "10.0.0.1/32"}, "allowed_ips is a JSON str"),
+    ({"public_key": "KEY", "allowed_ips": [1]}, "allowed_ips holds something other than strings"),
+    ({"public_key": "KEY", "allowed_ips": ["10.0.0.1/32\nAllowedIPs = 0.0.0.0/0"]}, "is not an IP network"),
+    ({"public_key": "KEY", "endpoint": ["x"]}, "endpoint is a JSON list"),
+    ({"public_key": "KEY", "persistent_keepalive_interval": 25}, "persistent_keepalive_interval is a JSON int"),
+    ({"public_key": "KEY", "preshared_key": "A" * 43 + "x"}, "preshared_key: **redacted**"),
+    ({"public_key": "not a key"}, "public_key: 'not a key' is not a WireGuard key"),
+])
+def test_malformed_peers_are_errors_that_name_the_field(data, message):
     key = new_key()
-    answer = client.create_peer(name, {"public_key": key})
+    if isinstance(data, dict) and data.get("public_key") == "KEY":
+        data = {**data, "public_key": key}
+    with pytest.raises(_wgrest.WgrestError, match=re.escape(message)) as info:
+        _wgrest.peer_from_api(data, "wg0")
+    assert "A" * 43 not in str(info.value)
+
+
+@pytest.mark.parametrize("token", ["tok\n", "tok\r\nX-Injected: 1", "to ken", "tök", "tok\x00", "", 5])
+def test_tokens_that_cannot_be_sent_are_refused_without_echo(token):
+    if token == "":
+        assert _wgrest.WgrestClient("http://127.0.0.1:1", token).token is None  # no token at all
+        return
+    with pytest.raises(WgValueError, match=r"^api_token: ") as info:
+        _wgrest.WgrestClient("http://127.0.0.1:1", token)
+    assert not isinstance(token, str) or "tok" not in str(info.value).replace("token", "")
+
+
+@pytest.mark.parametrize("url", ["http://", "http://x:99999", "http://x:port", "http://a b", "http://x\n",
+                                 "http://x/?q=1", "javascript:alert(1)", None, 5])
+def test_bad_urls_are_refused_naming_the_option(url):
+    with pytest.raises(WgValueError, match=r"^wgrest_url: "):
+        _wgrest.WgrestClient(url, TOKEN, url_option="wgrest_url", token_option="wgrest_token")
+
+
+def test_server_text_in_errors_loses_the_token_and_keys():
+    key = _keys.generate_private_key()
+    body = json.dumps({"code": "internal_error", "message": f"echo Bearer {TOKEN}", "detail": f"key {key}\nmore"})
+    server = Scripted([(500, json.loads(body))])
     try:
-        assert answer["allowed_ips"] is None and answer["persistent_keepalive_interval"] == "0s"
-        back = next(p for p in client.peers(name) if p["public_key"] == key)
-        assert back["allowed_ips"] == [] and back["last_handshake_time"] == "0001-01-01T00:00:00Z"
+        with pytest.raises(_wgrest.WgrestError) as info:
+            _wgrest.WgrestClient(server.url, TOKEN, retries=0).create_peer("wg0", {"public_key": new_key()})
+        text = str(info.value)
+        assert TOKEN not in text and key not in text and "\n" not in text and "(api_token)" in text
     finally:
-        client.delete_peer(name, key)
+        server.close()
 
 
-@needs_lab
-def test_a_body_without_json_content_type_is_ignored_so_the_client_always_sends_it(api):
-    host, name, _unused = api
-    key = new_key()
-    status, _unused, body = raw(host, "POST", f"/v1/devices/{name}/peers/",
-                                body=json.dumps({"public_key": key}).encode(),
-                                headers={"Authorization": f"Bearer {TOKEN}"})
-    generated = json.loads(body)
-    assert status == 201 and generated["public_key"] != key and "private_key" in generated
-    client = _wgrest.WgrestClient(host.api_url, TOKEN)
-    client.delete_peer(name, generated["public_key"])
-    assert client.create_peer(name, {"public_key": key})["public_key"] == key
-    client.delete_peer(name, key)
+# --- wgrest's dump after a restore ---------------------------------------------------------------------
 
 
-@needs_lab
-def test_errors_name_the_device_and_peer_and_never_a_secret(api):
-    host, name, _unused = api
-    client = _wgrest.WgrestClient(host.api_url, TOKEN)
-    with pytest.raises(_wgrest.WgrestError, match=r"read device 'nosuchwg'.*404 device_not_found"):
-        client.device("nosuchwg")
-    psk = _keys.generate_private_key()
-    with pytest.raises(_wgrest.WgrestError) as caught:
-        client.create_peer(name, {"public_key": "not-a-key", "preshared_key": psk})
-    assert "HTTP 500 internal_error" in str(caught.value) and "'wgrest'" not in str(caught.value)
-    assert psk not in str(caught.value), "preshared key leaked"
-    key = new_key()
-    with pytest.raises(_wgrest.WgrestError, match=f"update peer {key.replace('+', '.')} on device '{name}'.*404"):
-        client.update_peer(name, key, {"persistent_keepalive_interval": "5s"})
-    with pytest.raises(_wgrest.WgrestError, match="HTTP 400 invalid_request"):
-        client.create_peer(name, {"public_key": key, "persistent_keepalive_interval": "25"})
-
-
-@needs_lab
-def test_routes_outside_the_api(api):
-    host, _unused, _unused = api
-    status, headers, body = raw(host, "GET", "/v1/foo")
-    assert (status, body) == (404, b"Cannot GET /v1/foo") and headers["Content-Type"].startswith("text/plain")
-    status, headers, _unused = raw(host, "GET", "/devices")
-    assert status == 307 and headers["Location"] == "/v1/devices/"
-    assert raw(host, "OPTIONS", "/v1/devices/")[0] == 204
-    assert raw(host, "DELETE", f"/v1/devices/{api[1]}/", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 404
-
-
-@needs_lab
-def test_dump_strips_the_wg_quick_settings(api):
-    """The hazard itself, reproduced: wgrest's dump of a device has no Address."""
-    _host, name, tmp = api
-    dump = _wgconf.parse(Path(tmp / "wgrest" / f"{name}.conf").read_text())
-    assert dump.listen_port == 51820 and dump.address == ()
+def test_prune_dump_keeps_only_the_snapshots_peers(tmp_path):
+    dump_dir = tmp_path / "wgrest dump"
+    dump_dir.mkdir()
+    keep, gone = new_key(), new_key()
+    (dump_dir / "wg0.conf").write_text(
+        f"[Interface]\nListenPort = 51820\nPrivateKey = {_keys.generate_private_key()}\n\n"
+        f"[Peer]\nPublicKey = {keep}\nAllowedIPs = 10.0.0.2/32\n\n[Peer]\nPublicKey = {gone}\nAllowedIPs = 10.0.0.3/32\n")
+    iface = _wgconf.Interface(private_key=_keys.generate_private_key(), peers=(_wgconf.Peer(public_key=keep),),
+                              post_up=("echo not a hook", _wgrest.restore_hook(str(dump_dir))))
+    assert _wgrest.dump_dirs(iface) == [f"{dump_dir}/"]
+    assert _wgrest.prune_dump(iface, "wg0") == [gone]
+    text = (dump_dir / "wg0.conf").read_text()
+    assert keep in text and gone not in text
+    assert _wgrest.prune_dump(iface, "wg0") == [] and _wgrest.prune_dump(iface, "wg1") == []
+    # Only the exact hook counts: a look-alike command names no dump.
+    assert _wgrest.dump_dirs(iface.replace(post_up=("[ ! -r /x/%i.conf ] || awk 1 /x/%i.conf",))) == []

@@ -496,7 +496,8 @@ class Handler(BaseHTTPRequestHandler):
             try:
                 seconds = parse_go_duration(keepalive)
             except ValueError as exc:
-                raise DeviceError(400, "invalid_request", "invalid persistent_keepalive_interval", str(exc)) from None
+                # The real wgrest answers 500 here, not 400 (seen with v2.0.0-alpha.1).
+                raise DeviceError(500, "internal_error", f"invalid keepalive interval: {exc}") from None
             args += ["persistent-keepalive", str(int(seconds)) if seconds else "off"]
         allowed = body.get("allowed_ips")
         if allowed:  # an empty list leaves them as they are (PATCH replaces only with a non-empty list)

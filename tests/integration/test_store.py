@@ -19,6 +19,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import W
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import KeyCipher, SecretError, generate_key
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store, StoreError, assign_positions
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer
+from tests.helpers.postgres import grant
 
 
 def make_peer(i: int, psk: bool = True, name: str | None = None) -> Peer:
@@ -331,12 +332,12 @@ def test_concurrent_migrations_on_an_empty_database(pg_server, pg_db):
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    assert pg_server.admin("SELECT version FROM schema_version", dbname=pg_db) == [(1,)]
+    assert pg_server.admin("SELECT version FROM schema_version ORDER BY 1", dbname=pg_db) == [(1,), (2,)]
     tables = {r[0] for r in pg_server.admin(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", dbname=pg_db)}
     assert {"snapshots", "interfaces", "server_keys", "peers", "sync_status", "schema_version"} <= tables
     _migrate(params)  # idempotent
-    assert pg_server.admin("SELECT count(*) FROM schema_version", dbname=pg_db) == [(1,)]
+    assert pg_server.admin("SELECT count(*) FROM schema_version", dbname=pg_db) == [(2,)]
 
 
 def test_check_mode_writes_nothing(pg_server, pg_db, key):
@@ -386,7 +387,7 @@ def _unused_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_module_connection_options():
+def test_module_connection_options(tmp_path):
     from ansible_collections.wgfleet.wireguard.plugins.module_utils._db_module import (
         connection_params,
         database_argument_spec,
@@ -398,10 +399,12 @@ def test_module_connection_options():
     spec["db"]["default"] = "changed"
     assert database_argument_spec()["db"]["default"] == "wgrest_backup", "each call must give a fresh dict"
     params = {k: v.get("default") for k, v in database_argument_spec().items()}
-    params.update(login_host="db.example.org", login_password="pw", ca_cert="/etc/ca.pem", ssl_mode="verify-full")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here, only that it can be read\n")
+    params.update(login_host="db.example.org", login_password="pw", ca_cert=str(ca), ssl_mode="verify-full")
     assert connection_params(params) == {
         "host": "db.example.org", "port": 5432, "user": "postgres", "password": "pw", "dbname": "wgrest_backup",
-        "sslmode": "verify-full", "sslrootcert": "/etc/ca.pem", "connect_timeout": 10}
+        "sslmode": "verify-full", "sslrootcert": str(ca), "connect_timeout": 10}
     params["login_unix_socket"] = "/run/postgresql"
     assert connection_params(params)["host"] == "/run/postgresql"
 
@@ -417,7 +420,159 @@ def test_plain_text_history_upgrades_to_encrypted(pg_server, pg_db, key):
         upgraded = sealed.save_state("srv", both)
         assert upgraded.changed and upgraded.counts["peer_rows_written"] == 3
         assert sealed.load_state("srv") == (upgraded.snapshot_id, both)
-        assert sealed.load_state("srv", first.snapshot_id) == (first.snapshot_id, both)
+        # The plain-text snapshot before it is not restored with the key (nothing vouches for it) but without.
+        with pytest.raises(StoreError, match=f"snapshot {first.snapshot_id} of server 'srv' is not encrypted"):
+            sealed.load_state("srv", first.snapshot_id)
+    with Store(pg_server.params(pg_db), None) as keyless:
+        assert keyless.load_state("srv", first.snapshot_id) == (first.snapshot_id, both)
     raw = bytes(pg_server.admin("SELECT private_key FROM server_keys WHERE interface = 'wg0' AND valid_to IS NULL",
                                 dbname=pg_db)[0][0])
     assert both["wg0"].private_key.encode() not in raw, "private key still in clear after the upgrade"
+
+
+# --- forged and tampered snapshots: someone who can write to the database but has no encryption key ---------
+
+
+def _copy_server_rows(pg_server, src_db: str, dst_db: str, server_id: str, snap_id: int) -> None:
+    """Put the latest state of ``server_id`` in ``src_db`` into ``dst_db`` as its snapshot ``snap_id``, as
+    an attacker with write access to ``dst_db`` would: the victim's current rows end there, the forged ones start."""
+    import psycopg2.extras
+
+    src = psycopg2.connect(**pg_server.params(src_db))
+    dst = psycopg2.connect(**pg_server.params(dst_db))
+    try:
+        with src.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as scur, dst.cursor() as dcur:
+            for table in ("interfaces", "server_keys", "peers"):
+                dcur.execute(f"UPDATE {table} SET valid_to = %s WHERE server_id = %s AND valid_to IS NULL",
+                             (snap_id, server_id))
+                scur.execute(f"SELECT * FROM {table} WHERE server_id = %s AND valid_to IS NULL", (server_id,))
+                for row in scur.fetchall():
+                    row["valid_from"] = snap_id
+                    if "settings" in row:
+                        row["settings"] = psycopg2.extras.Json(row["settings"])
+                    cols = ", ".join(row)
+                    dcur.execute(f"INSERT INTO {table} ({cols}) VALUES ({', '.join(['%s'] * len(row))})",
+                                 list(row.values()))
+            scur.execute("SELECT * FROM snapshots WHERE server_id = %s ORDER BY id DESC LIMIT 1", (server_id,))
+            snap = dict(scur.fetchone())
+            snap["id"] = snap_id
+            if snap.get("interface_digests") is not None:
+                from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import snapshot_seal
+
+                snap["seal"] = snapshot_seal(None, server_id, snap_id, None, snap["interface_digests"])
+                snap["interface_digests"] = psycopg2.extras.Json(snap["interface_digests"])
+            dcur.execute(f"INSERT INTO snapshots ({', '.join(snap)}) VALUES ({', '.join(['%s'] * len(snap))})",
+                         list(snap.values()))
+        dst.commit()
+    finally:
+        src.close()
+        dst.close()
+
+
+def test_a_forged_plain_text_snapshot_is_refused_with_the_key(store, pg_server, pg_db):
+    genuine = {"wg0": make_iface(2)}
+    store.save_state("srv", genuine)
+    attacker_state = {"wg0": make_iface(0).replace(peers=(Peer(public_key=_keys.public_key(
+        _keys.generate_private_key()), allowed_ips=("0.0.0.0/0",)),))}
+    scratch = pg_server.create_database("t_forge_" + os.urandom(4).hex())
+    try:
+        with Store(pg_server.params(scratch), None, allow_plaintext_keys=True) as attacker:
+            attacker.migrate()
+            attacker.save_state("srv", attacker_state)
+        _copy_server_rows(pg_server, scratch, pg_db, "srv", 1000)
+    finally:
+        pg_server.drop_database(scratch)
+    with pytest.raises(StoreError, match="snapshot 1000 of server 'srv' is not encrypted") as info:
+        store.load_state("srv")
+    assert attacker_state["wg0"].private_key not in str(info.value)
+    # With the key id of the real key set on it, it is still not sealed by that key.
+    pg_server.admin("UPDATE snapshots SET key_id = (SELECT key_id FROM snapshots WHERE id = 1) WHERE id = 1000",
+                    dbname=pg_db)
+    with pytest.raises(StoreError, match="snapshot 1000 of server 'srv' is damaged"):
+        store.load_state("srv")
+
+
+def test_a_revoked_peer_brought_back_by_editing_rows_is_refused(store, pg_server, pg_db):
+    iface = make_iface(3)
+    store.save_state("srv", {"wg0": iface})
+    revoked = iface.peers[1]
+    store.save_state("srv", {"wg0": iface.replace(peers=(iface.peers[0], iface.peers[2]))})
+    # Its row is still there, closed: reopen it in the latest snapshot.
+    pg_server.admin("UPDATE peers SET valid_to = NULL WHERE public_key = %s", dbname=pg_db, params=(revoked.public_key,))
+    with pytest.raises(StoreError, match="interface wg0 is damaged"):
+        store.load_state("srv")
+    pg_server.admin("UPDATE peers SET valid_to = 2 WHERE public_key = %s", dbname=pg_db, params=(revoked.public_key,))
+    assert revoked.public_key not in store.load_state("srv")[1]["wg0"].peer_map()
+    # Dropping a current row is seen too.
+    pg_server.admin("DELETE FROM peers WHERE public_key = %s", dbname=pg_db, params=(iface.peers[2].public_key,))
+    with pytest.raises(StoreError, match="interface wg0 is damaged"):
+        store.load_state("srv")
+
+
+def test_an_unsealed_snapshot_newer_than_a_sealed_one_is_refused(store, pg_server, pg_db):
+    saved = store.save_state("srv", {"wg0": make_iface(1)})
+    pg_server.admin("INSERT INTO snapshots (id, server_id, source, key_id, interface_count, peer_count,"
+                    " peer_rows_written) SELECT 500, server_id, source, key_id, interface_count, peer_count, 0"
+                    " FROM snapshots WHERE id = %s", dbname=pg_db, params=(saved.snapshot_id,))
+    with pytest.raises(StoreError, match="snapshot 500 of server 'srv' has no seal but is newer"):
+        store.load_state("srv")
+
+
+# --- least privilege: the GRANTs of docs/backup-restore.md, exactly -------------------------------------------
+
+
+def test_logins_with_only_the_documented_grants(pg_server, pg_db, logins, key):
+    cipher = KeyCipher.from_base64(key)
+    with Store(logins["owner"], None) as owner:
+        assert owner.migrate() is True
+    grant(logins, pg_db)
+
+    state = {"wg0": make_iface(3), "wg1": make_iface(1, port=51001, address="10.8.0.1/24")}
+    with Store(logins["sync"], cipher) as sync:
+        assert sync.migrate() is False  # a current schema: read, nothing created
+        first = sync.save_state("srv", state, source="wgrest_sync", guard=True)
+        changed = {**state, "wg0": state["wg0"].replace(peers=state["wg0"].peers[1:], mtu=1300)}
+        second = sync.save_state("srv", changed, source="wgrest_sync", guard=True)
+        assert second.changed and second.snapshot_id > first.snapshot_id
+        assert not sync.save_state("srv", changed, guard=True).changed
+        sync.save_state("srv", {"wg1": state["wg1"].replace(listen_port=51002)}, partial=True)
+        sync.record_sync("srv", True, None, {"peers": 3}, 0.1)
+        sync.record_sync("srv", False, "wgrest unreachable", {}, 0.1)
+        assert sync.load_state("srv", second.snapshot_id)[1] == changed
+    with Store(logins["restore"], cipher) as restore:
+        assert restore.migrate() is False
+        assert restore.load_state("srv", second.snapshot_id) == (second.snapshot_id, changed)
+        with pytest.raises(StoreError, match=r"permission denied for (table|sequence)"):
+            restore.save_state("srv", state)
+    for kind, sql in (("sync", "DELETE FROM peers"), ("sync", "UPDATE peers SET allowed_ips = '{}'"),
+                      ("sync", "CREATE TABLE x (a int)"), ("restore", "UPDATE snapshots SET source = 'x'")):
+        conn = psycopg2.connect(**logins[kind])
+        try:
+            with pytest.raises(psycopg2.Error, match="permission denied"), conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+
+def test_wg_backup_schema_only_with_the_owners_login(pg_server, pg_db, logins):
+    from tests.helpers.playbook import run_playbook
+
+    owner = logins["owner"]
+    args = {"login_host": owner["host"], "login_port": owner["port"], "login_user": owner["user"],
+            "login_password": owner["password"], "db": pg_db, "schema_only": True}
+    res = run_playbook([
+        {"name": "predict", "wgfleet.wireguard.wg_backup": args, "check_mode": True},
+        {"name": "create", "wgfleet.wireguard.wg_backup": args},
+        {"name": "again", "wgfleet.wireguard.wg_backup": args},
+    ])
+    assert res.rc == 0, res.output[-2000:]
+    assert res["predict"]["changed"] and res["predict"]["schema_version"] == {"before": 0, "after": 2}
+    assert res["create"]["changed"] and not res["again"]["changed"]
+    grant(logins, pg_db)
+    as_sync = {**args, "login_user": logins["sync"]["user"], "login_password": logins["sync"]["password"]}
+    res = run_playbook([{"name": "as sync", "wgfleet.wireguard.wg_backup": as_sync}])
+    assert res.rc == 0 and not res["as sync"]["changed"], res.output[-2000:]  # nothing to do: no right needed
+    assert owner["password"] not in res.output
+    assert pg_server.admin("SELECT tableowner FROM pg_tables WHERE tablename = 'peers'", dbname=pg_db) == [
+        (owner["user"],)]
+    assert pg_server.admin("SELECT count(*) FROM snapshots", dbname=pg_db) == [(0,)]

@@ -1,0 +1,218 @@
+"""Benchmark: a fleet of servers syncing into one PostgreSQL, through the real capture, store and service code.
+
+Each server is a ``wgrest-sync`` (``_sync.SyncService.run_once``: capture, guarded save,
+sync_status) whose wgrest read is replaced by a prepared state: its wg-quick file
+(interface settings, 100 labelled peers) is real and parsed every cycle by
+``_backup.capture``; the live peers (1,000 by default, each with a preshared key)
+come from memory instead of HTTP. One cycle of every server is one minute of fleet
+time (the service's 60 s interval).
+
+The fleet grows 50 -> 100 -> 200 servers (``--sizes``); at each size it reports:
+
+- an unchanged cycle: peer rows written (must be 0), PostgreSQL CPU for the cycle
+  (= per minute of fleet time; the aim is under 5% of one core, i.e. 3 s), the sync
+  side's CPU, and the wall time;
+- a cycle where 1% of every server's peers changed (allowed IPs of 1 peer in 100):
+  the same figures and the rows written;
+- the raw baseline, measured in the same run: per server, one ``COPY ... TO`` of its
+  current peer digests (the least a save that compares rows has to read); the ratio
+  quoted is PostgreSQL CPU (the sync side's CPU is spent on each server, not centrally).
+
+PostgreSQL CPU is read from /proc (user + system time of the postmaster, its
+backends and its background processes, reaped ones included). It starts its own
+PostgreSQL 15 (durable: fsync on). Run as root from the repository root:
+
+    .venv/bin/python bench/bench_fleet.py [--sizes 50,100,200] [--peers 1000]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.helpers.playbook import ensure_collection_path  # noqa: E402
+
+sys.path.insert(0, str(ensure_collection_path()))
+
+from ansible_collections.wgfleet.wireguard.plugins.module_utils import (  # noqa: E402
+    _backup,
+    _files,
+    _keys,
+    _secrets,
+    _sync,
+)
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store  # noqa: E402
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer  # noqa: E402
+from tests.helpers.live import LiveState  # noqa: E402
+from tests.helpers.postgres import PostgresServer  # noqa: E402
+
+LABELLED = 100  # peers listed (with a label) in each server's wg-quick file
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+class FleetMember(_sync.SyncService):
+    """The real service, with its wgrest read replaced by a prepared source and a shared connection."""
+
+    def __init__(self, config, source: LiveState, store: Store):
+        super().__init__(config)
+        self.source = source
+        self.store = store
+
+    def capture(self):
+        state, _live_only = _backup.capture(self.config.config_dir, self.source, lock=False)
+        return state
+
+    def _drop_store(self) -> None:
+        raise AssertionError("the benchmark's connection failed")
+
+
+def random_key() -> str:
+    # Valid for the model (32 bytes of base64); deriving real key pairs for 200,000 peers would take minutes.
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def make_server(index: int, peers: int, base: Path) -> tuple[Path, Interface]:
+    live = tuple(Peer(public_key=random_key(), preshared_key=random_key(), persistent_keepalive=25,
+                      allowed_ips=(f"10.{64 + index // 64}.{(index % 64) * 4 + p // 250}.{p % 250 + 1}/32",))
+                 for p in range(peers))
+    settings = Interface(private_key=_keys.generate_private_key(), listen_port=51820, address=("10.10.0.1/24",),
+                         mtu=1420, post_up=("iptables -A FORWARD -i %i -j ACCEPT",))
+    config_dir = base / f"srv{index:03d}"
+    file_peers = tuple(p.replace(name=f"client {i}") for i, p in enumerate(live[:LABELLED]))
+    _files.write_config(_files.config_path(str(config_dir), "wg0"), settings.replace(peers=file_peers))
+    return config_dir, settings.replace(peers=live)
+
+
+def pg_cpu(data_dir: Path) -> float:
+    """CPU seconds used so far by the PostgreSQL server: postmaster, live children, reaped children."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        if pid == postmaster:
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        elif ppid == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def cycle(members, pg, data_dir) -> dict:
+    rows_before = pg.admin("SELECT count(*) FROM peers", dbname="fleet")[0][0]
+    cpu0, sync0, wall0 = pg_cpu(data_dir), time.process_time(), time.perf_counter()
+    written, failed = 0, 0
+    for member in members:
+        result = member.run_once()
+        failed += not result.ok
+        written += result.counts.get("peer_rows_written", 0) if result.ok else 0
+    out = {"pg_cpu": pg_cpu(data_dir) - cpu0, "sync_cpu": time.process_time() - sync0,
+           "wall": time.perf_counter() - wall0, "written": written, "failed": failed,
+           "rows_added": pg.admin("SELECT count(*) FROM peers", dbname="fleet")[0][0] - rows_before}
+    return out
+
+
+def raw_baseline(members, conn, data_dir) -> dict:
+    cpu0, wall0 = pg_cpu(data_dir), time.perf_counter()
+    for member in members:
+        buf = io.StringIO()
+        with conn.cursor() as cur:
+            cur.copy_expert(cur.mogrify("COPY (SELECT interface, public_key, position, digest FROM peers"
+                                        " WHERE server_id = %s AND valid_to IS NULL) TO STDOUT",
+                                        (member.config.server_id,)).decode(), buf)
+        conn.commit()
+    return {"pg_cpu": pg_cpu(data_dir) - cpu0, "wall": time.perf_counter() - wall0}
+
+
+def change_one_percent(member: FleetMember, round_: int) -> None:
+    """One peer in 100 gets another allowed IP (an address that names the round: each round changes)."""
+    device = member.source.devices["wg0"]
+    peers = list(device.peers)
+    for i in range(0, len(peers), 100):
+        peers[i] = peers[i].replace(allowed_ips=(peers[i].allowed_ips[0], f"fd{round_:02x}::{i:x}/128"))
+    member.source.devices["wg0"] = device.replace(peers=tuple(peers))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="50,100,200", help="fleet sizes, growing (default 50,100,200)")
+    parser.add_argument("--peers", type=int, default=1000, help="peers per server (default 1000)")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    base = Path(tempfile.mkdtemp(prefix="wgfleet-bench-fleet-"))
+    pg = PostgresServer(durable=True)
+    try:
+        pg.create_database("fleet")
+        params = pg.params("fleet")
+        key_file = base / "key"
+        key_file.write_text(_secrets.generate_key())
+        cipher = _secrets.KeyCipher.from_file(str(key_file))
+        store = Store(params, cipher)
+        store.migrate()
+        import psycopg2
+
+        raw = psycopg2.connect(**params)
+        members: list[FleetMember] = []
+        print(f"fleet benchmark: {args.peers} peers per server ({LABELLED} in the wg-quick file), "
+              f"one cycle = one minute of fleet time; PostgreSQL CPU from /proc")
+        header = (f"{'servers':>7} {'cycle':<16} {'rows written':>12} {'PG CPU s':>9} {'PG % core':>9} "
+                  f"{'sync CPU s':>10} {'wall s':>7}")
+        lines = [header]
+        for size in sizes:
+            t0 = time.perf_counter()
+            added = size - len(members)
+            while len(members) < size:
+                index = len(members)
+                config_dir, live = make_server(index, args.peers, base)
+                config = _sync.SyncConfig(server_id=f"fleet-{index:03d}", db=params, interval=60,
+                                          wgrest_token="unused", config_dir=str(config_dir),
+                                          encryption_key_file=str(key_file), status_file=str(base / f"st{index}"))
+                members.append(FleetMember(config, LiveState({"wg0": live}), store))
+            first = cycle(members[-added:], pg, pg.data)
+            assert first["failed"] == 0, "a first save failed"
+            setup = time.perf_counter() - t0
+            unchanged = cycle(members, pg, pg.data)
+            assert unchanged["failed"] == 0 and unchanged["rows_added"] == 0, unchanged
+            raw_read = raw_baseline(members, raw, pg.data)
+            for member in members:
+                change_one_percent(member, sizes.index(size) + 1)
+            changed = cycle(members, pg, pg.data)
+            assert changed["failed"] == 0, changed
+            again = cycle(members, pg, pg.data)  # settles: the next minute has no change again
+            assert again["rows_added"] == 0
+            for name, c in (("unchanged", unchanged), ("1% changed", changed)):
+                lines.append(f"{size:>7} {name:<16} {c['rows_added']:>12} {c['pg_cpu']:>9.2f} "
+                             f"{100 * c['pg_cpu'] / 60:>8.1f}% {c['sync_cpu']:>10.2f} {c['wall']:>7.2f}")
+            lines.append(f"{size:>7} {'raw digest read':<16} {'-':>12} {raw_read['pg_cpu']:>9.2f} "
+                         f"{100 * raw_read['pg_cpu'] / 60:>8.1f}% {'-':>10} {raw_read['wall']:>7.2f}")
+            lines.append(f"{'':>7} (PostgreSQL CPU, unchanged cycle / raw digest read: "
+                         f"{unchanged['pg_cpu'] / max(raw_read['pg_cpu'], 0.01):.2f}; "
+                         f"{added} new servers stored and set up in {setup:.1f}s)")
+            print("\n".join(lines[-4:]), flush=True)
+        peers_rows = pg.admin("SELECT count(*) FROM peers", dbname="fleet")[0][0]
+        size_mb = pg.admin("SELECT pg_database_size('fleet') / 1048576.0", dbname="fleet")[0][0]
+        print("\n" + "\n".join(lines))
+        print(f"\npeer rows stored: {peers_rows}, database size {size_mb:.0f} MB")
+        raw.close()
+        store.close()
+        return 0
+    finally:
+        pg.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
