@@ -17,9 +17,15 @@ PY39 := $(call host_python,3.9)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test deps venv lint sanity unit integration bench clean
+LAB_DEBS := docker.io debootstrap xz-utils
+DOCKERD_LOG := /var/log/wgfleet-dockerd.log
+MOLECULE := $(VENV)/bin/molecule --base-config molecule/shared/base.yml
+# The real wgrest binary the lab runs (shared/ sits beside the repository).
+export WGFLEET_WGREST_BINARY ?= $(abspath $(CURDIR)/../shared/vendor/wgrest/wgrest-v2.0.0-alpha.1-linux-amd64.xz)
 
-test: deps venv lint sanity unit integration
+.PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab-destroy bench clean
+
+test: deps venv lint sanity unit integration molecule
 
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -69,6 +75,32 @@ unit: venv
 
 integration: venv
 	$(PY) -m pytest tests/integration
+
+# The Molecule lab: a Docker engine on this machine (started here when none runs; its log goes to
+# $(DOCKERD_LOG)), the lab's base images (cached: rebuilt only when their inputs change), then the
+# default scenario end to end (create, prepare, converge = site.yml, idempotence, verify, destroy).
+engine:
+	@missing=$$(for p in $(LAB_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "starting dockerd (log: $(DOCKERD_LOG))"; \
+	  nohup dockerd >>$(DOCKERD_LOG) 2>&1 & \
+	  for i in $$(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done; \
+	  docker info >/dev/null 2>&1 || { echo "dockerd did not start; see $(DOCKERD_LOG)"; tail -n 20 $(DOCKERD_LOG); exit 1; }; \
+	fi
+
+lab-images: engine venv
+	scripts/lab/build-images.sh
+
+molecule: deps venv lab-images
+	$(MOLECULE) test
+
+# Remove the lab (inner containers first, then the hosts and the network), e.g. after `molecule converge`.
+lab-destroy: venv
+	$(MOLECULE) destroy
 
 bench: deps venv
 	$(PY) bench/bench_peers.py
