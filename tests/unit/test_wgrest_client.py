@@ -209,7 +209,7 @@ def test_an_answer_too_large_is_refused(monkeypatch):
     ({"public_key": 5}, "not an object with a public_key"),
     ({"public_key": "KEY", "allowed_ips": "10.0.0.1/32"}, "allowed_ips is a JSON str"),
     ({"public_key": "KEY", "allowed_ips": [1]}, "allowed_ips holds something other than strings"),
-    ({"public_key": "KEY", "allowed_ips": ["10.0.0.1/32\nAllowedIPs = 0.0.0.0/0"]}, "is not an IP network"),
+    ({"public_key": "KEY", "allowed_ips": ["10.0.0.1/32\nAllowedIPs = 0.0.0.0/0"]}, "holds a line break"),
     ({"public_key": "KEY", "endpoint": ["x"]}, "endpoint is a JSON list"),
     ({"public_key": "KEY", "persistent_keepalive_interval": 25}, "persistent_keepalive_interval is a JSON int"),
     ({"public_key": "KEY", "preshared_key": "A" * 43 + "x"}, "preshared_key: **redacted**"),
