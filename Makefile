@@ -20,8 +20,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 LAB_DEBS := docker.io debootstrap xz-utils
 DOCKERD_LOG := /var/log/wgfleet-dockerd.log
 MOLECULE := $(VENV)/bin/molecule --base-config molecule/shared/base.yml
-# The real wgrest binary the lab runs (shared/ sits beside the repository).
-export WGFLEET_WGREST_BINARY ?= $(abspath $(CURDIR)/../shared/vendor/wgrest/wgrest-v2.0.0-alpha.1-linux-amd64.xz)
+# The real wgrest, vendored in the project's shared folder (beside the repository, or the workplace's /work/shared):
+# the tests and the lab run it, and `make test` fails rather than skip them when it is missing.
+WGREST_VENDOR_DIRS := $(WGFLEET_WGREST_VENDOR) $(abspath $(CURDIR)/../shared/vendor/wgrest) /work/shared/vendor/wgrest
+export WGFLEET_WGREST_VENDOR := $(patsubst %/SHA256SUMS,%,$(firstword $(wildcard $(addsuffix /SHA256SUMS,$(WGREST_VENDOR_DIRS)))))
+export WGFLEET_WGREST_BINARY ?= $(WGFLEET_WGREST_VENDOR)/wgrest-v2.0.0-alpha.1-linux-amd64.xz
+export WGFLEET_REQUIRE_WGREST := 1
 
 .PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab-destroy bench clean
 
@@ -34,6 +38,7 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@test -x $(PG_BIN)/pg_ctl || { echo "PostgreSQL 15 binaries missing in $(PG_BIN)"; exit 1; }
+	@test -n "$(WGFLEET_WGREST_VENDOR)" || { echo "the vendored wgrest is missing (looked in: $(WGREST_VENDOR_DIRS)); set WGFLEET_WGREST_VENDOR"; exit 1; }
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
