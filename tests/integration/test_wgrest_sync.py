@@ -160,12 +160,12 @@ def api_peer(n: int) -> PeerSpec:
     ({"WGSYNC_DB_SSLMODE": "sometimes"}, "db_sslmode: 'sometimes' is not one of"),
     ({"WGSYNC_WGREST_TOKEN_FILE": "", "WGSYNC_WGREST_TOKEN": ""}, "wgrest_token: required"),
     ({"WGSYNC_WGREST_URL": "ftp://x"}, "wgrest_url: 'ftp://x' is not an http"),
-    ({"WGSYNC_SERVER_ID": "srv\x1e1"}, "server_id: 'srv\\x1e1' holds the control character U+001E"),
+    ({"WGSYNC_SERVER_ID": "srv\x1e1"}, "server_id: 'srv\\x1e1' holds a line break or control character (U+001E"),
     ({"WGSYNC_INTERVAL": "nan"}, "interval: 'nan' is not a positive number of seconds"),
     ({"WGSYNC_INTERVAL": "1e400"}, "interval: '1e400' is not a positive number of seconds"),
     ({"WGSYNC_DB_PORT": "99999"}, "db_port: 99999 is not a whole number from 1 to 65535"),
     ({"WGSYNC_DB_PORT": "²"}, "db_port: '²' is not a whole number"),
-    ({"WGSYNC_CONFIG_DIR": "/etc/wire\nguard"}, "config_dir: '/etc/wire\\nguard' holds the control character"),
+    ({"WGSYNC_CONFIG_DIR": "/etc/wire\nguard"}, "config_dir: '/etc/wire\\nguard' holds a line break or control character"),
     ({"WGSYNC_DB_PASSWORD_FILE": "", "WGSYNC_DB_PASSWORD": "pw\x01x"}, "db_password: (hidden) holds"),
 ])
 def test_bad_configuration_exits_at_start_with_a_clear_message(setup, env, message):
@@ -385,7 +385,7 @@ def test_hostile_api_answers_are_recorded_and_the_service_keeps_running(setup):
         assert "Traceback" not in log and TOKEN not in log and TOKEN not in setup.status_file.read_text()
         for needle in ("not a device with a name", "not a JSON list", f"another server ({elsewhere.url[7:]})",
                        "same page twice", "listen_port is a JSON str", "private_key: **redacted**",
-                       "not a peer with a public key", "allowed_ips is a JSON str", "is not an IP network",
+                       "not a peer with a public key", "allowed_ips is a JSON str", "holds a line break",
                        "HTTP 500 internal_error (echo Bearer (api_token))"):
             assert needle in log, f"no failure mentions {needle!r}: {log[-3000:]}"
         assert elsewhere.tokens == [], "the token was sent to another server"
