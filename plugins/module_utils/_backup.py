@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 from . import _device, _files, _peers
-from ._dbconfig import check_text
 from ._errors import WgError, WgValueError
 from ._interface import plan_device
 from ._keys import public_key
-from ._wgconf import IFNAME_RE, Interface, check_ifname, parse, render
+from ._wgconf import IFNAME_RE, Interface, check_ifname, check_text, parse, render
 from ._wgrest import prune_dump
 
 # --- capture ---------------------------------------------------------------------------------------------
@@ -41,7 +39,7 @@ def check_config_dir(option: str, value) -> str:
     """The wg-quick directory: a non-empty path on one line (no NUL, line break or other control character)."""
     if not value:
         raise WgValueError(f"{option}: must not be empty")
-    return check_text(option, value)
+    return check_text(option, value, comment_ok=True)
 
 
 def is_interface_name(name: str) -> bool:
@@ -60,25 +58,21 @@ class DeviceSource:
         return [n for n in proc.stdout.split() if is_interface_name(n) and _device.link_exists(n)]
 
     def read(self, name: str) -> Interface | None:
-        return _device.read_dump(name)
-
-    def link(self, name: str) -> tuple[tuple, int | None]:
-        return _device.addresses_and_mtu(name)
+        return _device.read_dump(name)  # with the link's addresses and MTU
 
 
-def capture_interface(name: str, from_file: Interface | None, live: Interface | None,
-                      link: tuple[tuple, int | None] | None = None) -> Interface:
+def capture_interface(name: str, from_file: Interface | None, live: Interface | None) -> Interface:
     """The state of one interface by the capture rule (see the module's docstring). Pure.
 
-    ``link`` is the running link's (addresses, MTU), used only for an interface without a file.
+    An interface without a file is taken as it runs: ``live`` then carries the link's
+    addresses and MTU when its source can see them (``wg show`` can, wgrest cannot).
     """
     if live is None:
         if from_file is None:
             raise WgValueError(f"interfaces: {name!r} has no configuration file and is not running")
         return from_file
     if from_file is None:
-        addresses, mtu = link or ((), None)
-        return live.replace(address=addresses, mtu=mtu, peers=tuple(_unlearned(p) for p in live.peers))
+        return live.replace(peers=tuple(_unlearned(p) for p in live.peers))
     configured = from_file.peer_map()
     live_peers = live.peer_map()
     # File order first, then the peers only the device has, by key: a stable order rewrites no row.
@@ -129,8 +123,7 @@ def capture(config_dir: str, source, names: list[str] | None = None, only: tuple
         with _files.locked(config_dir, name) if lock else contextlib.nullcontext():
             from_file = _files.read_config(path)
             live = source.read(name)
-        link = source.link(name) if from_file is None and live is not None else None
-        iface = capture_interface(name, from_file, live, link)
+        iface = capture_interface(name, from_file, live)
         state[name] = iface
         known = from_file.peer_map() if from_file else {}
         live_only[name] = sum(1 for p in iface.peers if p.public_key not in known)
@@ -258,33 +251,19 @@ class _Done:
     stopped: bool = False
     written: bool = False
     started: bool = False
-
-
-def _put_back(path: str, data: bytes) -> None:
-    """The user's file exactly as it was (bytes, even unparseable ones), atomically, 0600."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    live: _device.LiveChange | None = None  # peer changes made to a running device
 
 
 def _remove_strays(plan: RestorePlan) -> None:
-    """After a start: peers the device holds that the snapshot has not (a PostUp hook may add them) go."""
+    """After a start: peers the device holds that the snapshot has not (a PostUp hook may add them) go,
+    with their routes."""
     live = _device.read_dump(plan.name)
     if live is None:
         return
     keep = {p.public_key for p in plan.desired.peers}
     strays = [k for k in live.peer_map() if k not in keep]
     if strays:
-        _device.apply_peers(plan.name, [], strays, live.peer_map())
+        _device.change_peers(plan.name, plan.desired, [], strays, live)
         plan.remove.extend(strays)
 
 
@@ -315,24 +294,23 @@ def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> Non
                         _device.set_interface(plan.name, plan.desired.private_key, plan.desired.listen_port,
                                               plan.desired.fwmark)
                     if plan.upsert or plan.remove:
-                        _device.apply_peers(plan.name, plan.upsert, plan.remove, plan.live.peer_map())
-                        _device.add_routes(plan.name, plan.desired, plan.upsert)
+                        # Revoked peers leave with their routes; a failure takes the change back.
+                        step.live = _device.LiveChange(plan.name, before={})
+                        _device.change_peers(plan.name, plan.desired, plan.upsert, plan.remove, plan.live, step.live)
                 if plan.action != "none":
                     # wgrest's last dump must not give a restart the peers the snapshot does not have.
                     plan.remove.extend(k for k in prune_dump(plan.desired, plan.name) if k not in plan.remove)
     except WgError:
-        # Put the host back as far as files and interface starts go; live peer changes already
-        # made to an earlier interface stay (they match the snapshot, which was the goal).
+        # Put the host back as it was: files, interface starts and live peer changes.
         for step in reversed(done):
             plan = step.plan
+            if step.live is not None:
+                _device.undo(step.live)
             if plan.action in ("up", "restart") and _device.link_exists(plan.name):
                 with contextlib.suppress(WgError):
                     _device.down(plan.path, plan.name)
             if step.written:
-                if plan.original is None:
-                    _files.remove(plan.path)
-                else:
-                    _put_back(plan.path, plan.original)
+                _files.put_back(plan.path, plan.original)
             if step.stopped and plan.original is not None and not _device.link_exists(plan.name):
                 with contextlib.suppress(WgError):
                     _device.up(plan.path, implementation)

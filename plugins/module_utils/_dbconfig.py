@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field, fields
 
 from ._errors import WgValueError
+from ._wgconf import check_text
 
 DEFAULT_DB = "wgrest_backup"
 DEFAULT_PORT = 5432
@@ -22,28 +23,19 @@ DEFAULT_SSL_MODE = "prefer"
 DEFAULT_CONNECT_TIMEOUT = 10
 SSL_MODES = ("allow", "disable", "prefer", "require", "verify-ca", "verify-full")
 SERVER_ID_MAX = 255
+SETTING_MAX = 4096
 
 
-def check_text(option: str, value, secret: bool = False, max_len: int = 4096) -> str:
-    """A single-line value: no control character (NUL and line breaks included), at most ``max_len`` long."""
-    if not isinstance(value, str):
-        raise WgValueError(f"{option}: must be a string, not {type(value).__name__}")
-    bad = next((c for c in value if not c.isprintable() and c != " "), None)
-    if bad is not None:
-        shown = "(hidden)" if secret else repr(value)
-        raise WgValueError(f"{option}: {shown} holds the control character U+{ord(bad):04X}; "
-                           "a line break, NUL or other control character is not allowed")
-    if len(value) > max_len:
-        shown = "(hidden)" if secret else repr(value[:40] + "...")
-        raise WgValueError(f"{option}: {shown} is longer than {max_len} characters")
-    return value
+def check_setting(option: str, value, secret: bool = False, max_len: int = SETTING_MAX) -> str:
+    """A database or service setting: the collection's single-line rule (``#`` allowed), bounded in length."""
+    return check_text(option, value, comment_ok=True, secret=secret, max_len=max_len)
 
 
 def check_server_id(option: str, value) -> str:
     """A server id: 1 to 255 printable characters, no surrounding spaces (it names the server's history)."""
     if value is None or value == "":
         raise WgValueError(f"{option}: must not be empty")
-    check_text(option, value, max_len=SERVER_ID_MAX)
+    check_setting(option, value, max_len=SERVER_ID_MAX)
     if value.strip() != value:
         raise WgValueError(f"{option}: {value!r} starts or ends with a space")
     return value
@@ -78,7 +70,7 @@ class DatabaseSettings:
             value = getattr(self, f.name)
             if f.name in ("port", "connect_timeout", "names") or value is None:
                 continue
-            check_text(name(f.name), value, secret=f.name == "password")
+            check_setting(name(f.name), value, secret=f.name == "password")
         if not self.dbname:
             raise WgValueError(f"{name('dbname')}: must not be empty")
         _check_int(name("port"), self.port, 1, 65535)

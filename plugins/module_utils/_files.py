@@ -48,8 +48,9 @@ def read_raw(path: str) -> str | None:
         raise WgError(f"cannot read {path}: {getattr(exc, 'strerror', None) or 'it is not UTF-8 text'}") from None
 
 
-def put_back(path: str, raw: str | None) -> None:
-    """Make ``path`` what :func:`read_raw` found: the same bytes, or no file. The caller holds the lock."""
+def put_back(path: str, raw: str | bytes | None) -> None:
+    """Make ``path`` what was read before a change (text from :func:`read_raw`, or the very bytes, even of
+    a file that could not be parsed): the same content, or no file. The caller holds the lock."""
     if raw is None:
         remove(path)
     else:
@@ -126,15 +127,15 @@ def _backup_copy(path: str, move: bool = False) -> str:
     return backup_path
 
 
-def write_atomic(path: str, text: str, backup: bool = False) -> str | None:
-    """Write ``text`` to ``path`` through a 0600 temporary file and a rename; the caller holds the lock.
+def write_atomic(path: str, text: str | bytes, backup: bool = False) -> str | None:
+    """Write ``text`` (or bytes) to ``path`` through a 0600 temporary file and a rename; the caller holds the lock.
 
     Returns the backup copy's path when ``backup`` is set and there was a file.
     A failure leaves the old file as it was and no temporary file behind.
     """
     directory = os.path.dirname(path) or "."
     ensure_dir(directory)
-    data = text.encode("utf-8")
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
     backup_path = _backup_copy(path) if backup and os.path.exists(path) else None
     tmp = temp_path(path)
     with contextlib.suppress(FileNotFoundError):

@@ -46,7 +46,7 @@ from ._dbconfig import (
     DEFAULT_USER,
     DatabaseSettings,
     check_server_id,
-    check_text,
+    check_setting,
 )
 from ._errors import WgError, WgValueError, scrub_keys
 from ._secrets import SecretError
@@ -154,7 +154,7 @@ def _convert(name: str, kind: str, value):
         raise ConfigError(f"{name}: {shown} is not {_EXPECTED[kind]}")
     if kind in ("str", "secret"):
         try:
-            check_text(name, value, secret=kind == "secret")
+            check_setting(name, value, secret=kind == "secret")
         except WgValueError as exc:
             raise ConfigError(str(exc)) from None
     return value
@@ -169,7 +169,7 @@ def _read_secret_file(name: str, path: str) -> str:
     if not text:
         raise ConfigError(f"{name}: {path} is empty")
     try:
-        return check_text(name, text, secret=True)
+        return check_setting(name, text, secret=True)
     except WgValueError:
         raise ConfigError(f"{name}: {path} holds more than one line or a control character") from None
 

@@ -48,20 +48,26 @@ def check_ifname(option: str, value) -> str:
     return value
 
 
-def check_text(option: str, value, comment_ok: bool = False) -> str:
+def check_text(option: str, value, comment_ok: bool = False, secret: bool = False,
+               max_len: int | None = None) -> str:
     """``value`` as a single line of text that means the same once written to a wg-quick file.
 
+    The one single-line rule of the collection (database and service settings use it too).
     Refuses line breaks of every kind and control characters (a tab aside); without
-    ``comment_ok`` also ``#``, where wg-quick cuts the line, so the value could not be read back.
+    ``comment_ok`` also ``#``, where wg-quick cuts the line, so the value could not be read back;
+    with ``max_len``, longer values. A ``secret`` value is never quoted.
     """
+    quoted = "(hidden)" if secret else None
     if not isinstance(value, str):
-        raise WgValueError(f"{option}: {shown(value)} is not a string")
+        raise WgValueError(f"{option}: {quoted or shown(value)} is not a string")
     bad = _FORBIDDEN.search(value)
     if bad:
-        raise WgValueError(f"{option}: {shown(value)} holds a line break or control character "
+        raise WgValueError(f"{option}: {quoted or shown(value)} holds a line break or control character "
                            f"(U+{ord(bad.group()):04X}); a value must be a single line")
     if not comment_ok and "#" in value:
-        raise WgValueError(f"{option}: {shown(value)} holds '#', where wg-quick cuts the line as a comment")
+        raise WgValueError(f"{option}: {quoted or shown(value)} holds '#', where wg-quick cuts the line as a comment")
+    if max_len is not None and len(value) > max_len:
+        raise WgValueError(f"{option}: {quoted or shown(value)} is longer than {max_len} characters")
     return value
 
 

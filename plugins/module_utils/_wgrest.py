@@ -406,10 +406,7 @@ class WgrestSource:
         if device is None:
             return None
         peers = tuple(peer_from_api(p, name) for p in self.client.peers(name))
-        return device_from_api(device).replace(peers=peers)
-
-    def link(self, name: str) -> tuple[tuple, int | None]:
-        return (), None  # wgrest shows no addresses and no MTU
+        return device_from_api(device).replace(peers=peers)  # wgrest shows no addresses and no MTU
 
 
 def _is_name(name: str) -> bool:

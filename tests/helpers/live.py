@@ -4,15 +4,11 @@ from __future__ import annotations
 
 
 class LiveState:
-    def __init__(self, devices: dict, link: tuple = ((), None)):
-        self.devices = devices  # interface name -> Interface (key, port, fwmark, peers), as a device shows it
-        self._link = link
+    def __init__(self, devices: dict):
+        self.devices = devices  # interface name -> Interface as a device shows it (key, port, fwmark, peers, link)
 
     def names(self) -> list:
         return list(self.devices)
 
     def read(self, name: str):
         return self.devices.get(name)
-
-    def link(self, name: str) -> tuple:
-        return self._link

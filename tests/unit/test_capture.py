@@ -71,7 +71,7 @@ def test_a_stopped_interface_is_its_file_and_a_fileless_device_is_taken_as_it_ru
     from_file = file_iface(peer(1, name="alice", endpoint="vpn.example.org:51820"))
     assert capture_interface("wg0", from_file, None) == from_file
     live = live_iface(peer(1, endpoint="172.30.1.1:40000"), port=40404)
-    got = capture_interface("wg0", None, live, link=(("10.70.0.1/24",), 1400))
+    got = capture_interface("wg0", None, live.replace(address=("10.70.0.1/24",), mtu=1400))
     assert got == Interface(private_key=KEY, listen_port=40404, address=("10.70.0.1/24",), mtu=1400, peers=(peer(1),))
     with pytest.raises(WgValueError, match="interfaces: 'wg9' has no configuration file and is not running"):
         capture_interface("wg9", None, None)
@@ -88,7 +88,8 @@ def test_capture_walks_files_and_devices_and_counts_live_only_peers(tmp_path):
     (tmp_path / "wg0.conf").write_text(render(file_iface(peer(1, name="alice"))))
     (tmp_path / ".wg5.conf").write_text("hidden: never read")
     (tmp_path / "notes.txt").write_text("not a config")
-    source = LiveState({"wg0": live_iface(peer(1), peer(2)), "wg1": live_iface(peer(3))}, (("10.99.0.1/24",), 1420))
+    wg1 = live_iface(peer(3)).replace(address=("10.99.0.1/24",), mtu=1420)
+    source = LiveState({"wg0": live_iface(peer(1), peer(2)), "wg1": wg1})
     state, live_only = capture(str(tmp_path), source, lock=False)
     assert sorted(state) == ["wg0", "wg1"] and live_only == {"wg0": 1, "wg1": 1}
     assert state["wg1"].address == ("10.99.0.1/24",)

@@ -53,11 +53,11 @@ def test_settings_defaults_and_connection_arguments():
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("password", "pw\nx", r"^db_password: \(hidden\) holds the control character U\+000A"),
+    ("password", "pw\nx", r"^db_password: \(hidden\) holds a line break or control character \(U\+000A"),
     ("password", "p\x00w", r"^db_password: \(hidden\)"),
-    ("host", "db\x00", r"^db_host: 'db\\x00' holds the control character U\+0000"),
+    ("host", "db\x00", r"^db_host: 'db\\x00' holds a line break or control character \(U\+0000"),
     ("dbname", "", r"^db_name: must not be empty"),
-    ("dbname", 5, r"^db_name: must be a string, not int"),
+    ("dbname", 5, r"^db_name: 5 is not a string"),
     ("port", 0, r"^db_port: 0 is not a whole number from 1 to 65535"),
     ("port", True, r"^db_port: True is not"),
     ("port", "5432", r"^db_port: '5432' is not"),
