@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -155,13 +156,55 @@ def pg_db(pg_server):
         pg_server.drop_database(name)
 
 
-# --- logins with the documented GRANTs (docs/backup-restore.md) ---------------------------------------------
+# --- logins with the database role's GRANTs ------------------------------------------------------------------
+# The one list of what a sync and a restore login may do is the database role's (roles/database/vars/main.yml);
+# the tests grant exactly that and then sync, back up and restore with those logins, and a unit test holds
+# docs/backup-restore.md to the same list.
+
+SYNC, RESTORE = "wgfleet_sync", "wgfleet_restore"
 
 
 def documented_grants() -> str:
     """The SQL between the ``-- grants:`` markers of docs/backup-restore.md."""
     text = (Path(__file__).resolve().parents[2] / "docs" / "backup-restore.md").read_text()
     return text.split("-- grants: begin\n", 1)[1].split("-- grants: end", 1)[0]
+
+
+def role_privileges(db: str = "wgrest_backup", sync: str = SYNC, restore: str = RESTORE) -> set:
+    """(login, kind, object, privilege, column) for every right the database role grants."""
+    import yaml
+
+    role = yaml.safe_load((Path(__file__).resolve().parents[2] / "roles" / "database" / "vars" / "main.yml").read_text())
+    out = set()
+    for login in (sync, restore):  # roles/database/tasks/grants.yml: CONNECT and USAGE for both
+        out |= {(login, "DATABASE", db, "CONNECT", None), (login, "SCHEMA", "public", "USAGE", None)}
+    for item in role["database__sync_table_privileges"]:
+        for table in item["objs"].split(","):
+            out |= {(sync, "TABLE", table, priv, None) for priv in item["privs"].split(",")}
+    out |= {(sync, "TABLE", table, "UPDATE", "valid_to") for table in role["database__sync_closed_tables"]}
+    out |= {(sync, "SEQUENCE", seq, "USAGE", None) for seq in role["database__sync_sequences"].split(",")}
+    out |= {(restore, "TABLE", table, "SELECT", None) for table in role["database__restore_tables"].split(",")}
+    return out
+
+
+def parse_grants(sql: str) -> set:
+    """The same tuples from GRANT statements as the docs write them."""
+    out = set()
+    for statement in re.findall(r"GRANT ([^;]+?) ON (?:(DATABASE|SCHEMA|SEQUENCE) )?([^;]+?) TO (\w+);", sql):
+        privs, kind, objects, login = statement
+        for obj in (o.strip() for o in objects.split(",")):
+            for priv in re.findall(r"(\w+)(?: \((\w+)\))?", privs):
+                out.add((login, kind or "TABLE", obj, priv[0], priv[1] or None))
+    return out
+
+
+def grant_sql(privileges: set) -> str:
+    lines = []
+    for login, kind, obj, priv, column in sorted(privileges, key=lambda p: tuple(str(x) for x in p)):
+        what = f"{priv} ({column})" if column else priv
+        target = obj if kind == "TABLE" else f"{kind} {obj}"
+        lines.append(f'GRANT {what} ON {target} TO "{login}";')
+    return "\n".join(lines)
 
 
 @pytest.fixture
@@ -185,15 +228,13 @@ def logins(pg_server, pg_db):
 
 
 def grant(logins: dict, db: str) -> None:
-    """The documented GRANTs, run by the schema owner, for ``logins``' sync and restore roles."""
+    """The database role's GRANTs, run by the schema owner, for ``logins``' sync and restore roles."""
     import psycopg2
 
     conn = psycopg2.connect(**logins["owner"])
     try:
         with conn.cursor() as cur:
-            cur.execute(documented_grants().replace("wgrest_backup", db)
-                        .replace("wgfleet_sync", logins["sync"]["user"])
-                        .replace("wgfleet_restore", logins["restore"]["user"]))
+            cur.execute(grant_sql(role_privileges(db, logins["sync"]["user"], logins["restore"]["user"])))
         conn.commit()
     finally:
         conn.close()

@@ -518,10 +518,10 @@ def test_an_unsealed_snapshot_newer_than_a_sealed_one_is_refused(store, pg_serve
         store.load_state("srv")
 
 
-# --- least privilege: the GRANTs of docs/backup-restore.md, exactly -------------------------------------------
+# --- least privilege: exactly the database role's GRANTs (the docs show the same, tests/unit/test_grants.py) ---
 
 
-def test_logins_with_only_the_documented_grants(pg_server, pg_db, logins, key):
+def test_logins_with_only_the_roles_grants(pg_server, pg_db, logins, key):
     cipher = KeyCipher.from_base64(key)
     with Store(logins["owner"], None) as owner:
         assert owner.migrate() is True

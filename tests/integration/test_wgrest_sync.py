@@ -483,9 +483,9 @@ def test_a_roaming_client_is_no_change(setup, lab, tmp_path):
     assert setup.current_peers()[client.public_key][0] is None
 
 
-def test_the_sync_and_a_restore_with_only_the_documented_grants(setup, logins, tmp_path):
+def test_the_sync_and_a_restore_with_only_the_roles_grants(setup, logins, tmp_path):
     """The schema made by its owner (wg_backup schema_only), then the service with the sync login and
-    wg_restore with the restore login: each works with exactly the GRANTs of docs/backup-restore.md."""
+    wg_restore with the restore login: each works with exactly the database role's GRANTs."""
     owner = logins["owner"]
     db_options = {"login_host": owner["host"], "login_port": owner["port"], "db": setup.db}
     res = run_playbook([{"name": "schema", "wgfleet.wireguard.wg_backup": {
