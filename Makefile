@@ -80,7 +80,7 @@ unit: venv
 	$(PY) -m pytest tests/unit
 
 integration: venv
-	$(PY) -m pytest tests/integration
+	$(PY) -m pytest tests/integration --durations=15
 
 # The Molecule lab: a Docker engine on this machine (started here when none runs; its log goes to
 # $(DOCKERD_LOG)), the lab's base images (cached: rebuilt only when their inputs change), then the
