@@ -48,7 +48,7 @@ options:
         O(encryption_key) is a new one. The backup is then stored under O(encryption_key) with every row written
         again, so that the server's state from here on opens with the new key only (and the wgrest-sync service
         must be given the new key).
-      - Snapshots older than the rotation stay encrypted with this key: keep it for as long as you may want to
+      - Snapshots older than the rotation stay encrypted with this key; keep it for as long as you may want to
         restore one of them.
       - Refused when it is not the key of the latest snapshot. A history already under O(encryption_key) is
         backed up as usual, so a rotation run twice changes nothing the second time.
