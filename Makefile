@@ -27,7 +27,7 @@ export WGFLEET_WGREST_VENDOR := $(patsubst %/SHA256SUMS,%,$(firstword $(wildcard
 export WGFLEET_WGREST_BINARY ?= $(WGFLEET_WGREST_VENDOR)/wgrest-v2.0.0-alpha.1-linux-amd64.xz
 export WGFLEET_REQUIRE_WGREST := 1
 
-.PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab-destroy bench clean
+.PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab lab-down lab-destroy bench clean
 
 test: deps venv lint sanity unit integration molecule
 
@@ -100,10 +100,25 @@ engine:
 lab-images: engine venv
 	scripts/lab/build-images.sh
 
+# The default scenario: converge (site.yml), idempotence, verify, then the restore drill (restore-drill.yml:
+# srv1 destroyed and rebuilt with restore-server.yml, an earlier snapshot by time, srv1 moved to a new host).
 molecule: deps venv lab-images
 	$(MOLECULE) test
 
-# Remove the lab (inner containers first, then the hosts and the network), e.g. after `molecule converge`.
+# `make lab`: the fleet for a person to look at (two servers, a client, PostgreSQL) brought up with site.yml,
+# then how to reach each server's API and ready client configs. Its Molecule state (inventory, secrets) is
+# kept in .lab/ of the checkout. `make lab-down` removes every container and network it made.
+LAB_STATE := $(CURDIR)/.lab
+lab: deps venv lab-images
+	MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) $(MOLECULE) converge
+	MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) MOLECULE_PROJECT_DIRECTORY=$(CURDIR) \
+	  $(VENV)/bin/ansible-playbook -i $(LAB_STATE)/inventory molecule/shared/lab-info.yml
+
+lab-down: venv
+	MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) $(MOLECULE) destroy
+	rm -rf $(LAB_STATE)
+
+# Remove the lab of a `molecule converge` run by hand (inner containers first, then the hosts and the network).
 lab-destroy: venv
 	$(MOLECULE) destroy
 
