@@ -27,7 +27,7 @@ export WGFLEET_WGREST_VENDOR := $(patsubst %/SHA256SUMS,%,$(firstword $(wildcard
 export WGFLEET_WGREST_BINARY ?= $(WGFLEET_WGREST_VENDOR)/wgrest-v2.0.0-alpha.1-linux-amd64.xz
 export WGFLEET_REQUIRE_WGREST := 1
 
-.PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab lab-down lab-destroy bench clean
+.PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab lab-down lab-rebuild lab-destroy bench clean
 
 test: deps venv lint sanity unit integration molecule
 
@@ -111,12 +111,22 @@ molecule: deps venv lab-images
 LAB_STATE := $(CURDIR)/.lab
 lab: deps venv lab-images
 	MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) $(MOLECULE) converge
-	MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) MOLECULE_PROJECT_DIRECTORY=$(CURDIR) \
-	  $(VENV)/bin/ansible-playbook -i $(LAB_STATE)/inventory molecule/shared/lab-info.yml
+	$(LAB_PLAYBOOK) molecule/shared/lab-info.yml
 
 lab-down: venv
 	MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) $(MOLECULE) destroy
 	rm -rf $(LAB_STATE)
+
+# On the running lab: destroy one server entirely (its engine and everything in it), make a fresh empty host in
+# its place, and rebuild it from the database with restore-server.yml, as docs/runbooks.md says.
+LAB_PLAYBOOK := MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) MOLECULE_FILE=$(LAB_STATE)/molecule.yml \
+	MOLECULE_PROJECT_DIRECTORY=$(CURDIR) ANSIBLE_CONFIG=$(LAB_STATE)/ansible.cfg \
+	$(VENV)/bin/ansible-playbook -i $(LAB_STATE)/inventory
+HOST ?= wgfleet-lab-srv1
+lab-rebuild: venv
+	@test -f $(LAB_STATE)/molecule.yml || { echo "no lab: run make lab first"; exit 2; }
+	$(LAB_PLAYBOOK) molecule/shared/replace-host.yml -e lab_replace=$(HOST)
+	$(LAB_PLAYBOOK) restore-server.yml --limit $(HOST)
 
 # Remove the lab of a `molecule converge` run by hand (inner containers first, then the hosts and the network).
 lab-destroy: venv
