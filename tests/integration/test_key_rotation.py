@@ -48,6 +48,16 @@ def current_blobs(pg_server, db, server="srv") -> list[tuple[bytes, bytes]]:
     return rows
 
 
+def stored_under_a_key(pg_server, db) -> tuple[KeyCipher, KeyCipher, dict[str, Interface]]:
+    """A state saved as server 'srv' under one key; that key, a new one, and the state."""
+    old, new = KeyCipher.from_base64(generate_key()), KeyCipher.from_base64(generate_key())
+    state = make_state()
+    with Store(pg_server.params(db), old) as store:
+        store.migrate()
+        store.save_state("srv", state)
+    return old, new, state
+
+
 def count(pg_server, db, sql) -> int:
     return pg_server.admin(sql, db)[0][0]
 
@@ -106,11 +116,7 @@ def test_a_rotation_moves_the_history_to_the_new_key(pg_server, pg_db):
 
 
 def test_a_partial_backup_cannot_rotate(pg_server, pg_db):
-    old, new = KeyCipher.from_base64(generate_key()), KeyCipher.from_base64(generate_key())
-    state = make_state()
-    with Store(pg_server.params(pg_db), old) as store:
-        store.migrate()
-        store.save_state("srv", state)
+    old, new, state = stored_under_a_key(pg_server, pg_db)
     with Store(pg_server.params(pg_db), new) as store, pytest.raises(StoreError, match="must cover every interface"):
         store.save_state("srv", {"wg0": state["wg0"]}, partial=True, previous_cipher=old)
     assert count(pg_server, pg_db, "SELECT count(*) FROM snapshots") == 1
@@ -118,11 +124,7 @@ def test_a_partial_backup_cannot_rotate(pg_server, pg_db):
 
 def test_the_sync_guard_accepts_the_rotated_history_and_refuses_the_old_key(pg_server, pg_db):
     """After a rotation the service's guarded save goes on under the new key; one still on the old key stores nothing."""
-    old, new = KeyCipher.from_base64(generate_key()), KeyCipher.from_base64(generate_key())
-    state = make_state()
-    with Store(pg_server.params(pg_db), old) as store:
-        store.migrate()
-        store.save_state("srv", state)
+    old, new, state = stored_under_a_key(pg_server, pg_db)
     with Store(pg_server.params(pg_db), new) as store:
         store.save_state("srv", state, previous_cipher=old)
         grown = {"wg0": state["wg0"].replace(listen_port=51830), "wg1": state["wg1"]}
