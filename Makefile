@@ -112,6 +112,7 @@ LAB_STATE := $(CURDIR)/.lab
 lab: deps venv lab-images
 	MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) $(MOLECULE) converge
 	$(LAB_PLAYBOOK) molecule/shared/lab-info.yml
+	@cat $(LAB_STATE)/lab-info.txt
 
 lab-down: venv
 	MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) $(MOLECULE) destroy
