@@ -28,7 +28,7 @@ export WGFLEET_WGREST_BINARY ?= $(WGFLEET_WGREST_VENDOR)/wgrest-v2.0.0-alpha.1-l
 # Tests fail instead of skipping when a real part (the vendored wgrest, a managed-host Python) is missing.
 export WGFLEET_NO_SKIP := 1
 
-.PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab-destroy bench clean
+.PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab lab-down lab-rebuild lab-destroy bench clean
 
 test: deps venv lint sanity unit integration molecule
 
@@ -101,10 +101,36 @@ engine:
 lab-images: engine venv
 	scripts/lab/build-images.sh
 
+# The default scenario: converge (site.yml), idempotence, verify, then the restore drill (restore-drill.yml:
+# srv1 destroyed and rebuilt with restore-server.yml, an earlier snapshot by time, srv1 moved to a new host).
 molecule: deps venv lab-images
 	$(MOLECULE) test
 
-# Remove the lab (inner containers first, then the hosts and the network), e.g. after `molecule converge`.
+# `make lab`: the fleet for a person to look at (two servers, a client, PostgreSQL) brought up with site.yml,
+# then how to reach each server's API and ready client configs. Its Molecule state (inventory, secrets) is
+# kept in .lab/ of the checkout. `make lab-down` removes every container and network it made.
+LAB_STATE := $(CURDIR)/.lab
+lab: deps venv lab-images
+	MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) $(MOLECULE) converge
+	$(LAB_PLAYBOOK) molecule/shared/lab-info.yml
+	@cat $(LAB_STATE)/lab-info.txt
+
+lab-down: venv
+	MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) $(MOLECULE) destroy
+	rm -rf $(LAB_STATE)
+
+# On the running lab: destroy one server entirely (its engine and everything in it), make a fresh empty host in
+# its place, and rebuild it from the database with restore-server.yml, as docs/runbooks.md says.
+LAB_PLAYBOOK := MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) MOLECULE_FILE=$(LAB_STATE)/molecule.yml \
+	MOLECULE_PROJECT_DIRECTORY=$(CURDIR) ANSIBLE_CONFIG=$(LAB_STATE)/ansible.cfg \
+	$(VENV)/bin/ansible-playbook -i $(LAB_STATE)/inventory
+HOST ?= wgfleet-lab-srv1
+lab-rebuild: venv
+	@test -f $(LAB_STATE)/molecule.yml || { echo "no lab: run make lab first"; exit 2; }
+	$(LAB_PLAYBOOK) molecule/shared/replace-host.yml -e lab_replace=$(HOST)
+	$(LAB_PLAYBOOK) restore-server.yml --limit $(HOST)
+
+# Remove the lab of a `molecule converge` run by hand (inner containers first, then the hosts and the network).
 lab-destroy: venv
 	$(MOLECULE) destroy
 

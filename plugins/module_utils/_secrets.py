@@ -82,28 +82,28 @@ class KeyCipher:
         return f"KeyCipher(key_id={self.key_id.hex()})"
 
     @classmethod
-    def from_base64(cls, key: str) -> KeyCipher:
+    def from_base64(cls, key: str, option: str = "encryption_key") -> KeyCipher:
         text = (key or "").strip() if isinstance(key, str) else ""
         try:
             raw = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             raw = b""
         if len(raw) != 32:
-            raise SecretError(f"encryption_key: is not 32 bytes encoded in base64 ({MAKE_KEY_HINT})")
+            raise SecretError(f"{option}: is not 32 bytes encoded in base64 ({MAKE_KEY_HINT})")
         return cls(raw)
 
     @classmethod
-    def from_file(cls, path: str) -> KeyCipher:
+    def from_file(cls, path: str, option: str = "encryption_key_file") -> KeyCipher:
         try:
             with open(path, encoding="ascii") as handle:
                 text = handle.read()
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not ASCII text"
-            raise SecretError(f"encryption_key_file: cannot read {path}: {reason}") from None
+            raise SecretError(f"{option}: cannot read {path}: {reason}") from None
         try:
             return cls.from_base64(text)
         except SecretError:
-            raise SecretError(f"encryption_key_file: {path} does not hold 32 bytes encoded in base64 ({MAKE_KEY_HINT})") from None
+            raise SecretError(f"{option}: {path} does not hold 32 bytes encoded in base64 ({MAKE_KEY_HINT})") from None
 
     def seal(self, plaintext: str, context: bytes) -> bytes:
         nonce = os.urandom(NONCE_LEN)
@@ -193,12 +193,16 @@ def seal(cipher: KeyCipher | None, plaintext: str, context: bytes, allow_plainte
     return bytes([PLAIN]) + plaintext.encode()
 
 
-def make_cipher(key: str | None = None, key_file: str | None = None) -> KeyCipher | None:
-    """The cipher of ``encryption_key`` (base64) or of ``encryption_key_file``; None when neither is given."""
+def make_cipher(key: str | None = None, key_file: str | None = None,
+                option: str = "encryption_key") -> KeyCipher | None:
+    """The cipher of ``encryption_key`` (base64) or of ``encryption_key_file``; None when neither is given.
+
+    ``option`` names the pair in errors (``previous_encryption_key`` for a key rotation's old key).
+    """
     if key:
-        return KeyCipher.from_base64(key)
+        return KeyCipher.from_base64(key, option)
     if key_file:
-        return KeyCipher.from_file(key_file)
+        return KeyCipher.from_file(key_file, option + "_file")
     return None
 
 

@@ -802,6 +802,21 @@ class Store:
                 f"{key_id_hex(self.cipher.key_id)})"
             )
 
+    def _check_rotation(self, snap: Snapshot | None, previous: KeyCipher | None) -> bool:
+        """Whether a save moves the history from ``previous`` to this store's key (a key rotation).
+
+        Only the holder of the key that encrypted the latest snapshot may continue it under another key;
+        a history already under the new key is saved as usual (a rotation run twice changes nothing).
+        """
+        if previous is None or snap is None or self.cipher is None or snap.key_id == self.cipher.key_id:
+            return False
+        if snap.key_id != previous.key_id:
+            raise StoreError(
+                f"previous_encryption_key does not match the key that encrypted snapshot {snap.id} of server "
+                f"{snap.server_id!r} (key id {key_id_hex(snap.key_id)}; the previous key has id "
+                f"{key_id_hex(previous.key_id)}, the new one {key_id_hex(self.cipher.key_id)})")
+        return True
+
     def _check_loadable(self, cur, snap: Snapshot) -> None:
         """With an encryption key, only what that key's holder saved is restored; any snapshot matches its seal."""
         self._check_key(snap)
@@ -832,7 +847,8 @@ class Store:
     # -- save -------------------------------------------------------------------------------------------------
 
     def save_state(self, server_id: str, interfaces: dict[str, Interface], source: str = "wg_backup",
-                   check_mode: bool = False, partial: bool = False, guard: bool = False) -> SaveResult:
+                   check_mode: bool = False, partial: bool = False, guard: bool = False,
+                   previous_cipher: KeyCipher | None = None) -> SaveResult:
         """Store ``interfaces`` as the new state of ``server_id``, in one transaction.
 
         Only what differs from the latest snapshot is written; when nothing
@@ -843,8 +859,15 @@ class Store:
         or replaces a stored private key is refused (SaveRefused): on a
         half-built host that is a missing mount or a fresh key, not the truth.
         ``check_mode`` computes the same result and rolls back.
+        With ``previous_cipher`` (key rotation), a history whose latest snapshot
+        was encrypted with that key is continued under this store's key: every
+        row is written again, sealed with the new key. Older snapshots stay under
+        the previous key (only it opens them); an unchanged history already under
+        the new key is left alone.
         """
         check_server_id("server_id", server_id)
+        if previous_cipher is not None and self.cipher is None:
+            raise StoreError("previous_encryption_key: a key rotation needs the new key in encryption_key")
         for name in interfaces:
             check_ifname("interfaces", name)
         if self.cipher is None and not self.allow_plaintext_keys and _has_secrets(interfaces):
@@ -852,9 +875,11 @@ class Store:
             _secrets.seal(None, "", b"", False)
         digests = digest_state(self.cipher, server_id, interfaces)
         return self._transaction(
-            lambda cur: self._save(cur, server_id, interfaces, digests, source, check_mode, partial, guard))
+            lambda cur: self._save(cur, server_id, interfaces, digests, source, check_mode, partial, guard,
+                                   previous_cipher))
 
-    def _save(self, cur, server_id, interfaces, digests, source, check_mode, partial, guard) -> SaveResult:
+    def _save(self, cur, server_id, interfaces, digests, source, check_mode, partial, guard,
+              previous_cipher=None) -> SaveResult:
         cipher = self.cipher
         key_id = cipher.key_id if cipher else None
         if check_mode and self._version(cur) == 0:
@@ -863,7 +888,9 @@ class Store:
         self._require_schema(cur)
         cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, server_id))
         latest = self._latest(cur, server_id)
-        self._check_key(latest)
+        rotating = self._check_rotation(latest, previous_cipher)
+        if not rotating:
+            self._check_key(latest)
 
         if latest is not None and latest.format == FORMAT and latest.key_id == key_id \
                 and isinstance(latest.interface_digests, dict):
@@ -938,6 +965,10 @@ class Store:
                     close_all_peers.append(name)
 
         kept = sorted(set(stored_ifaces) - set(interfaces)) if partial else []
+        if kept and rotating:
+            raise StoreError(
+                f"snapshot {latest.id} of server {server_id!r} is encrypted with the previous key: the backup that "
+                f"moves it to the new encryption_key must cover every interface (it leaves out {', '.join(kept)})")
         if kept and latest is not None and latest.key_id is None and cipher is not None:
             # Rows carried over would stay plain and digested without the key, in a snapshot marked encrypted.
             raise StoreError(

@@ -42,6 +42,21 @@ options:
     description: Store private and preshared keys unencrypted when no O(encryption_key) is given.
     type: bool
     default: false
+  previous_encryption_key:
+    description:
+      - Rotates the store's encryption key. The key that encrypted this server's history until now, when
+        O(encryption_key) is a new one. The backup is then stored under O(encryption_key) with every row written
+        again, so that the server's state from here on opens with the new key only (and the wgrest-sync service
+        must be given the new key).
+      - Snapshots older than the rotation stay encrypted with this key; keep it for as long as you may want to
+        restore one of them.
+      - Refused when it is not the key of the latest snapshot. A history already under O(encryption_key) is
+        backed up as usual, so a rotation run twice changes nothing the second time.
+      - Mutually exclusive with O(previous_encryption_key_file). Never logged.
+    type: str
+  previous_encryption_key_file:
+    description: A file on the managed host holding O(previous_encryption_key).
+    type: path
   schema_only:
     description:
       - Only create or upgrade the tables in O(db), and back nothing up. Meant for the schema owner's login (for
@@ -79,6 +94,13 @@ EXAMPLES = r"""
 - name: Show the snapshot
   ansible.builtin.debug:
     msg: "snapshot {{ backup.snapshot_id }}: {{ backup.counts.peers }} peers"
+
+- name: Rotate the store's encryption key (the server's state is stored again, under the new key)
+  wgfleet.wireguard.wg_backup:
+    login_host: db.example.org
+    login_password: "{{ vault_db_password }}"
+    encryption_key: "{{ vault_wg_backup_key_new }}"
+    previous_encryption_key: "{{ vault_wg_backup_key }}"
 
 - name: Back up only wg0, under an explicit server id
   wgfleet.wireguard.wg_backup:
@@ -131,6 +153,7 @@ from ..module_utils._db_module import (
 )
 from ..module_utils._keys import public_key
 from ..module_utils._module import run_core
+from ..module_utils._secrets import make_cipher
 from ..module_utils._store import SCHEMA_VERSION
 
 
@@ -148,12 +171,14 @@ def backup(module: AnsibleModule) -> dict:
     if params["schema_only"]:
         return schema_only(module)
     source_id = server_id(params)
+    previous = make_cipher(params["previous_encryption_key"], params["previous_encryption_key_file"],
+                           "previous_encryption_key")
     state, live_only = capture(params["config_dir"], DeviceSource(), params["interfaces"])
     with open_store(params, params["allow_plaintext_keys"]) as store:
         if not module.check_mode:
             store.migrate()
         saved = store.save_state(source_id, state, source="wg_backup", check_mode=module.check_mode,
-                                 partial=bool(params["interfaces"]))
+                                 partial=bool(params["interfaces"]), previous_cipher=previous)
     return {
         "changed": saved.changed,
         "snapshot_id": saved.snapshot_id,
@@ -176,9 +201,12 @@ def main() -> None:
         interfaces={"type": "list", "elements": "str"},
         allow_plaintext_keys={"type": "bool", "default": False},
         schema_only={"type": "bool", "default": False},
+        previous_encryption_key={"type": "str", "no_log": True},
+        previous_encryption_key_file={"type": "path"},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[("encryption_key", "encryption_key_file")])
+                           mutually_exclusive=[("encryption_key", "encryption_key_file"),
+                                               ("previous_encryption_key", "previous_encryption_key_file")])
     check_libraries(module)
     run_core(module, lambda: backup(module))
 
