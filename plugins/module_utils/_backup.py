@@ -29,7 +29,7 @@ from . import _device, _files, _peers
 from ._errors import WgError, WgValueError
 from ._interface import plan_device
 from ._keys import public_key
-from ._wgconf import IFNAME_RE, Interface, check_ifname, check_text, parse, render
+from ._wgconf import IFNAME_RE, Interface, check_ifname, check_path, parse, render
 from ._wgrest import prune_dump
 
 # --- capture ---------------------------------------------------------------------------------------------
@@ -37,9 +37,7 @@ from ._wgrest import prune_dump
 
 def check_config_dir(option: str, value) -> str:
     """The wg-quick directory: a non-empty path on one line (no NUL, line break or other control character)."""
-    if not value:
-        raise WgValueError(f"{option}: must not be empty")
-    return check_text(option, value, comment_ok=True)
+    return check_path(option, value)
 
 
 def is_interface_name(name: str) -> bool:
