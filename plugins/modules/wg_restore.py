@@ -38,7 +38,7 @@ options:
     type: path
     default: /etc/wireguard
   interfaces:
-    description: Interfaces to restore. By default every interface in the snapshot.
+    description: Interfaces to restore. By default (or with an empty list) every interface in the snapshot.
     type: list
     elements: str
   apply:
