@@ -141,6 +141,7 @@ class HostInterface:
     original: bytes | None = field(default=None, repr=False)  # the file's bytes (None: no file)
     unreadable: str | None = None  # why the file could not be parsed
     live: Interface | None = None
+    loose_mode: bool = False  # group or others may read or write the file (it holds the private key)
 
 
 def observe(config_dir: str, names) -> dict[str, HostInterface]:
@@ -158,6 +159,7 @@ def observe(config_dir: str, names) -> dict[str, HostInterface]:
         except OSError as exc:
             raise WgError(f"cannot read {path}: {exc.strerror}") from None
         if host.original is not None:
+            host.loose_mode = _files.loose_mode(path) is not None
             try:
                 host.existing = parse(host.original.decode("utf-8"), source=path)
             except (WgValueError, UnicodeDecodeError) as exc:
@@ -221,8 +223,9 @@ def plan_restore(state: dict[str, Interface], observed: dict[str, HostInterface]
                 f"{public_key(current_key)}) than the snapshot ({public_key(desired.private_key)}); "
                 "set force: true to overwrite it"
             )
-        plan = RestorePlan(name, host.path, desired, existing, live, file_changed=existing != desired,
-                           original=host.original)
+        # A file others may read is rewritten too (0600), as wg_interface and wg_peer make it.
+        plan = RestorePlan(name, host.path, desired, existing, live,
+                           file_changed=existing != desired or host.loose_mode, original=host.original)
         if apply:
             _plan_live(plan)
         plans.append(plan)
