@@ -22,8 +22,8 @@ def stored(pg_server, pg_db):
     try:
         store.migrate()
         peer = Peer(public_key=PEER_A, allowed_ips=("10.10.0.2/32",), preshared_key=PSK)
-        store.save_state("srv-attack", {NAME: Interface(private_key=SERVER_KEY, listen_port=51820,
-                                                         address=("10.10.0.1/24",), peers=(peer,))})
+        iface = Interface(private_key=SERVER_KEY, listen_port=51820, address=("10.10.0.1/24",), peers=(peer,))
+        store.save_state("srv-attack", {NAME: iface})
     finally:
         store.close()
     return {**pg_server.module_params(pg_db, unix_socket=True), "server_id": "srv-attack", "encryption_key": key}
