@@ -29,7 +29,7 @@ from . import _device, _files, _peers
 from ._errors import WgError, WgValueError
 from ._interface import plan_device
 from ._keys import public_key
-from ._wgconf import IFNAME_RE, Interface, check_ifname, check_text, parse, render
+from ._wgconf import IFNAME_RE, Interface, check_ifname, check_path, parse, render
 from ._wgrest import prune_dump
 
 # --- capture ---------------------------------------------------------------------------------------------
@@ -37,9 +37,7 @@ from ._wgrest import prune_dump
 
 def check_config_dir(option: str, value) -> str:
     """The wg-quick directory: a non-empty path on one line (no NUL, line break or other control character)."""
-    if not value:
-        raise WgValueError(f"{option}: must not be empty")
-    return check_text(option, value, comment_ok=True)
+    return check_path(option, value)
 
 
 def is_interface_name(name: str) -> bool:
@@ -143,6 +141,7 @@ class HostInterface:
     original: bytes | None = field(default=None, repr=False)  # the file's bytes (None: no file)
     unreadable: str | None = None  # why the file could not be parsed
     live: Interface | None = None
+    loose_mode: bool = False  # group or others may read or write the file (it holds the private key)
 
 
 def observe(config_dir: str, names) -> dict[str, HostInterface]:
@@ -160,6 +159,7 @@ def observe(config_dir: str, names) -> dict[str, HostInterface]:
         except OSError as exc:
             raise WgError(f"cannot read {path}: {exc.strerror}") from None
         if host.original is not None:
+            host.loose_mode = _files.loose_mode(path) is not None
             try:
                 host.existing = parse(host.original.decode("utf-8"), source=path)
             except (WgValueError, UnicodeDecodeError) as exc:
@@ -223,8 +223,9 @@ def plan_restore(state: dict[str, Interface], observed: dict[str, HostInterface]
                 f"{public_key(current_key)}) than the snapshot ({public_key(desired.private_key)}); "
                 "set force: true to overwrite it"
             )
-        plan = RestorePlan(name, host.path, desired, existing, live, file_changed=existing != desired,
-                           original=host.original)
+        # A file others may read is rewritten too (0600), as wg_interface and wg_peer make it.
+        plan = RestorePlan(name, host.path, desired, existing, live,
+                           file_changed=existing != desired or host.loose_mode, original=host.original)
         if apply:
             _plan_live(plan)
         plans.append(plan)

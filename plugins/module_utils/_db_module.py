@@ -86,5 +86,11 @@ def make_cipher(params: dict) -> KeyCipher | None:
     return _secrets.make_cipher(params.get("encryption_key"), params.get("encryption_key_file"))
 
 
-def open_store(params: dict, allow_plaintext_keys: bool = False) -> Store:
-    return Store(connection_params(params), make_cipher(params), allow_plaintext_keys=allow_plaintext_keys)
+_FROM_PARAMS = object()
+
+
+def open_store(params: dict, allow_plaintext_keys: bool = False, cipher=_FROM_PARAMS) -> Store:
+    """The store of the connection options; ``cipher``, when the caller made it already (else from the options)."""
+    if cipher is _FROM_PARAMS:
+        cipher = make_cipher(params)
+    return Store(connection_params(params), cipher, allow_plaintext_keys=allow_plaintext_keys)

@@ -19,7 +19,7 @@ from . import _device, _files
 from ._difference import DifferenceTracker, same_value
 from ._errors import WgError, WgValueError
 from ._keys import generate_private_key, public_key
-from ._wgconf import HOOKS, Interface, check_ifname, check_text, parse, render
+from ._wgconf import HOOKS, Interface, check_ifname, check_path, parse, render
 
 # Settings wg-quick applies only when it brings the interface up.
 RESTART_SETTINGS = ("address", "dns", "mtu", "table", *HOOKS)
@@ -48,9 +48,7 @@ class InterfaceRequest:
         if self.implementation not in _device.IMPLEMENTATIONS:
             raise WgValueError(f"implementation: {self.implementation!r} is not one of "
                                f"{', '.join(_device.IMPLEMENTATIONS)}")
-        check_text("config_dir", self.config_dir, comment_ok=True)
-        if not self.config_dir:
-            raise WgValueError("config_dir: must not be empty")
+        check_path("config_dir", self.config_dir)
         unknown = set(self.settings) - set(SETTINGS)
         if unknown:
             raise WgValueError(f"{sorted(unknown)[0]}: not an interface setting")
@@ -58,7 +56,7 @@ class InterfaceRequest:
             from ._wgrest import check_dump_dir
 
             # The directory ends up inside a PostUp line: one line, no '#'.
-            check_text("api_peers_dir", self.api_peers_dir)
+            check_path("api_peers_dir", self.api_peers_dir, comment_ok=False)
             check_dump_dir(self.api_peers_dir, self.config_dir)
 
     def hook(self) -> str | None:

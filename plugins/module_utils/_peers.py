@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from . import _device, _files
 from ._errors import WgError, WgValueError, shown
 from ._keys import check_key
-from ._wgconf import Interface, Peer, check_ifname, check_text, check_unique_allowed_ips, parse, render
+from ._wgconf import Interface, Peer, check_ifname, check_path, check_unique_allowed_ips, parse, render
 
 # Per-peer options a user sets; None means "keep what the peer has".
 PEER_OPTIONS = ("allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name")
@@ -182,7 +182,7 @@ class FileBackend:
 
     def __init__(self, interface: str, config_dir: str = "/etc/wireguard", backup: bool = False):
         self.interface = check_ifname("interface", interface)
-        check_text("config_dir", config_dir, comment_ok=True)
+        check_path("config_dir", config_dir)
         self.path = _files.config_path(config_dir, interface)
         self.config_dir = config_dir
         self.backup = backup

@@ -26,7 +26,8 @@ try:
 except ImportError:  # the modules report missing_required_lib()
     HAS_CRYPTOGRAPHY = False
 
-from ._errors import WgError
+from ._errors import WgError, WgValueError, scrub_keys
+from ._wgconf import check_path
 
 SEALED = 1
 PLAIN = 0
@@ -95,15 +96,21 @@ class KeyCipher:
     @classmethod
     def from_file(cls, path: str, option: str = "encryption_key_file") -> KeyCipher:
         try:
+            check_path(option, path)
+        except WgValueError as exc:
+            raise SecretError(str(exc)) from None
+        # The path as messages show it: a careless user may give the key itself here.
+        where = scrub_keys(path)
+        try:
             with open(path, encoding="ascii") as handle:
                 text = handle.read()
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not ASCII text"
-            raise SecretError(f"{option}: cannot read {path}: {reason}") from None
+            raise SecretError(f"{option}: cannot read {where}: {reason}") from None
         try:
             return cls.from_base64(text)
         except SecretError:
-            raise SecretError(f"{option}: {path} does not hold 32 bytes encoded in base64 ({MAKE_KEY_HINT})") from None
+            raise SecretError(f"{option}: {where} does not hold 32 bytes encoded in base64 ({MAKE_KEY_HINT})") from None
 
     def seal(self, plaintext: str, context: bytes) -> bytes:
         nonce = os.urandom(NONCE_LEN)

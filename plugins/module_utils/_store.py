@@ -1074,6 +1074,8 @@ class Store:
         """
         check_server_id("server_id", server_id)
         snapshot = parse_snapshot(snapshot)
+        # None or an empty list: every interface (as wg_backup saves every one without a list).
+        interfaces = list(interfaces) if interfaces else None
         for name in interfaces or ():
             check_ifname("interfaces", name)
 

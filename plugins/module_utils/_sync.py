@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -115,8 +116,15 @@ SETTINGS = {
 DB_NAMES = {"host": "db_host", "port": "db_port", "user": "db_user", "password": "db_password", "dbname": "db_name",
             "sslmode": "db_sslmode", "sslrootcert": "db_sslrootcert", "sslcert": "db_sslcert", "sslkey": "db_sslkey",
             "connect_timeout": "db_connect_timeout"}
+# Paths the service cannot do without (an empty one would mean the working directory).
+_PATHS = ("config_dir", "status_file")
 _EXPECTED = {"int": "a whole number", "float": f"a positive number of seconds (at most {MAX_SECONDS})",
              "bool": "true or false", "list": "a list of names", "str": "a string", "secret": "a string"}
+
+
+# Numbers as text: ASCII only, spaces or tabs around (str.isdigit() and float() also take "²", "٣", fullwidth digits, "1_0").
+_INT_TEXT = re.compile(r"^[ \t]*[+-]?[0-9]+[ \t]*\Z")
+_FLOAT_TEXT = re.compile(r"^[ \t]*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?[ \t]*\Z")
 
 
 def _convert(name: str, kind: str, value):
@@ -125,26 +133,29 @@ def _convert(name: str, kind: str, value):
         return None
     original, ok = value, True
     if kind == "int":
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and value.strip().isascii():
+        if isinstance(value, str) and _INT_TEXT.match(value):
             value = int(value)
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind == "float":
-        try:
-            number = float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
-        except ValueError:
-            number = None
+        if isinstance(value, str):
+            number = float(value) if _FLOAT_TEXT.match(value) else None
+        else:
+            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
         ok = number is not None and 0 < number <= MAX_SECONDS  # also refuses nan and inf
         value = number
     elif kind == "bool":
         if isinstance(value, str):
-            lowered = value.strip().lower()
+            lowered = value.strip(" \t").lower()
             value = {"1": True, "true": True, "yes": True, "on": True,
                      "0": False, "false": False, "no": False, "off": False, "": False}.get(lowered)
         ok = isinstance(value, bool)
     elif kind == "list":
         items = value.split(",") if isinstance(value, str) else value
         ok = isinstance(items, (list, tuple)) and all(isinstance(i, str) for i in items)
-        value = tuple(i.strip() for i in items if i.strip()) if ok else None
+        if ok:
+            for item in items:  # the single-line rule before stripping: str.strip() would drop "\x85", "\u2028"...
+                _checked(name, item)
+            value = tuple(i.strip(" \t") for i in items if i.strip(" \t"))
     else:  # str, secret
         ok = isinstance(value, str)
         if ok and kind == "secret":
@@ -153,11 +164,15 @@ def _convert(name: str, kind: str, value):
         shown = "(hidden)" if kind == "secret" else repr(original)[:60]
         raise ConfigError(f"{name}: {shown} is not {_EXPECTED[kind]}")
     if kind in ("str", "secret"):
-        try:
-            check_setting(name, value, secret=kind == "secret")
-        except WgValueError as exc:
-            raise ConfigError(str(exc)) from None
+        _checked(name, value, secret=kind == "secret")
     return value
+
+
+def _checked(name: str, value: str, secret: bool = False) -> str:
+    try:
+        return check_setting(name, value, secret=secret)
+    except WgValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _read_secret_file(name: str, path: str) -> str:
@@ -200,6 +215,8 @@ def raw_settings(config_file: str | None, environ: dict) -> dict:
         else:
             value = default
         values[name] = _convert(name, kind, value)
+        if name in _PATHS and not values[name]:
+            raise ConfigError(f"{name}: must not be empty")
     return values
 
 
@@ -215,8 +232,6 @@ def load_config(config_file: str | None = None, environ: dict | None = None) -> 
         raise ConfigError(str(exc)) from None
     if not values["db_host"]:
         raise ConfigError(f"db_host: required ({ENV_PREFIX}DB_HOST; a directory for a Unix socket)")
-    if not values["config_dir"]:
-        raise ConfigError("config_dir: must not be empty")
     password = values["db_password"]
     if values["db_password_file"]:
         password = _read_secret_file("db_password_file", values["db_password_file"])

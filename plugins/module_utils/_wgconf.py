@@ -26,6 +26,8 @@ NAME_COMMENT = "# Name = "
 # Longest label and hook accepted: a file line, not a document.
 MAX_LABEL = 256
 MAX_HOOK = 4096
+# Longest path accepted (Linux PATH_MAX): a longer one cannot be opened anyway.
+MAX_PATH = 4096
 
 # What can never be part of a value in a wg-quick file: every character that ends a line for
 # someone (str.splitlines() splits on \n \r \v \f \x1c-\x1e \x85 \u2028 \u2029; bash on \n), NUL
@@ -69,6 +71,14 @@ def check_text(option: str, value, comment_ok: bool = False, secret: bool = Fals
     if max_len is not None and len(value) > max_len:
         raise WgValueError(f"{option}: {quoted or shown(value)} is longer than {max_len} characters")
     return value
+
+
+def check_path(option: str, value, comment_ok: bool = True) -> str:
+    """A path option (a directory or a file): not empty, one line (:func:`check_text`), at most
+    ``MAX_PATH`` characters. Without ``comment_ok`` also no ``#`` (a path that ends up in a hook)."""
+    if value == "":
+        raise WgValueError(f"{option}: must not be empty")
+    return check_text(option, value, comment_ok=comment_ok, max_len=MAX_PATH)
 
 
 def check_port(option: str, value) -> int:

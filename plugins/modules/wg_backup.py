@@ -171,10 +171,12 @@ def backup(module: AnsibleModule) -> dict:
     if params["schema_only"]:
         return schema_only(module)
     source_id = server_id(params)
+    # Every option is checked (the key files read) before the interfaces are.
+    cipher = make_cipher(params["encryption_key"], params["encryption_key_file"])
     previous = make_cipher(params["previous_encryption_key"], params["previous_encryption_key_file"],
                            "previous_encryption_key")
     state, live_only = capture(params["config_dir"], DeviceSource(), params["interfaces"])
-    with open_store(params, params["allow_plaintext_keys"]) as store:
+    with open_store(params, params["allow_plaintext_keys"], cipher) as store:
         if not module.check_mode:
             store.migrate()
         saved = store.save_state(source_id, state, source="wg_backup", check_mode=module.check_mode,

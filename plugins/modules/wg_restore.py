@@ -38,7 +38,7 @@ options:
     type: path
     default: /etc/wireguard
   interfaces:
-    description: Interfaces to restore. By default every interface in the snapshot.
+    description: Interfaces to restore. By default (or with an empty list) every interface in the snapshot.
     type: list
     elements: str
   apply:
@@ -108,7 +108,8 @@ counts:
   sample: {"interfaces": 1, "peers": 129}
 interfaces:
   description:
-    - Per interface, its public key and peer count, what happened to its file (C(created), C(updated), C(unchanged))
+    - Per interface, its public key and peer count, what happened to its file (C(created); C(updated), its content
+      or a mode that let group or others read it, made C(0600); C(unchanged))
       and to the device (C(applied) is C(none), C(up), C(restart) or C(live)), and the peers added or removed live.
   returned: always
   type: dict

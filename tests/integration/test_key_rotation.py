@@ -147,15 +147,13 @@ def test_wg_backup_rotates_and_wg_restore_reads_with_the_new_key(pg_server, pg_d
     db = pg_server.module_params(pg_db, unix_socket=True)
     backup = {**db, "server_id": "rot", "config_dir": str(conf), "interfaces": [name]}
     restore = {**db, "server_id": "rot", "config_dir": str(tmp_path / "elsewhere")}
+    rotate = {**backup, "encryption_key": new_key, "previous_encryption_key": old_key}
     res = run_playbook([
         {"name": "first", "wgfleet.wireguard.wg_backup": {**backup, "encryption_key": old_key}, "register": "first"},
-        {"name": "bad previous", "wgfleet.wireguard.wg_backup": {**backup, "encryption_key": new_key,
-                                                                  "previous_encryption_key": "c2hvcnQ="},
-         "ignore_errors": True},
-        {"name": "rotate", "wgfleet.wireguard.wg_backup": {**backup, "encryption_key": new_key,
-                                                            "previous_encryption_key": old_key}},
-        {"name": "rotate again", "wgfleet.wireguard.wg_backup": {**backup, "encryption_key": new_key,
-                                                                  "previous_encryption_key": old_key}},
+        {"name": "bad previous", "ignore_errors": True,
+         "wgfleet.wireguard.wg_backup": {**backup, "encryption_key": new_key, "previous_encryption_key": "c2hvcnQ="}},
+        {"name": "rotate", "wgfleet.wireguard.wg_backup": rotate},
+        {"name": "rotate again", "wgfleet.wireguard.wg_backup": rotate},
         {"name": "restore new", "wgfleet.wireguard.wg_restore": {**restore, "encryption_key": new_key},
          "check_mode": True},
         {"name": "restore old latest", "wgfleet.wireguard.wg_restore": {**restore, "encryption_key": old_key},

@@ -71,6 +71,15 @@ def test_round_trip_two_interfaces(store):
     assert only == {"wg1": state["wg1"]}
 
 
+def test_an_empty_interface_list_restores_every_interface_as_wg_backup_saves_every_one(store):
+    """`interfaces: []` (a `default([])` in a playbook) means every interface, in wg_restore as in wg_backup;
+    it once restored nothing and reported success."""
+    state = {"wg0": make_iface(1), "wg1": make_iface(1, port=51821, address="10.8.0.1/24")}
+    store.save_state("srv-a", state)
+    assert store.load_state("srv-a", interfaces=[])[1] == state
+    assert store.load_state("srv-a", interfaces=["wg1", "wg1"])[1] == {"wg1": state["wg1"]}
+
+
 def test_unchanged_state_adds_nothing(store, pg_server, pg_db):
     state = {"wg0": make_iface(20)}
     first = store.save_state("srv", state)

@@ -120,3 +120,20 @@ def test_make_cipher_takes_a_key_or_a_file(tmp_path):
     (tmp_path / "k").write_text(key + "\n")
     assert _secrets.make_cipher() is None
     assert _secrets.make_cipher(key).key_id == _secrets.make_cipher(key_file=str(tmp_path / "k")).key_id
+
+
+@pytest.mark.parametrize("option", ["encryption_key_file", "previous_encryption_key_file"])
+@pytest.mark.parametrize("path", ["key\x00file", "key\nfile", "key\u2028file"])
+def test_a_key_file_path_with_a_control_character_is_an_error_naming_the_option(option, path):
+    with pytest.raises(SecretError, match=rf"^{option}: .*(line break or control character)"):
+        _secrets.make_cipher(None, path, option.replace("_file", ""))
+
+
+def test_a_key_given_as_the_key_files_path_is_not_echoed():
+    """A careless `encryption_key_file: "{{ vault_key }}"` gives the key itself as the path."""
+    key = generate_key()
+    for option in ("encryption_key", "previous_encryption_key"):
+        with pytest.raises(SecretError, match=rf"^{option}_file: cannot read") as info:
+            _secrets.make_cipher(None, key, option)
+        assert key not in str(info.value)
+        assert key.rstrip("=") not in str(info.value)
