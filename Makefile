@@ -79,8 +79,11 @@ sanity: venv
 unit: venv
 	$(PY) -m pytest tests/unit
 
+# Two workers (pytest-xdist): each test has its own namespaces, interface names and databases, and each worker its
+# own PostgreSQL; most of the time is spent waiting on handshakes and restarts. INTEGRATION_WORKERS=0: one process.
+INTEGRATION_WORKERS ?= 2
 integration: venv
-	$(PY) -m pytest tests/integration --durations=15
+	$(PY) -m pytest tests/integration -n $(INTEGRATION_WORKERS) --durations=15
 
 # The Molecule lab: a Docker engine on this machine (started here when none runs; its log goes to
 # $(DOCKERD_LOG)), the lab's base images (cached: rebuilt only when their inputs change), then the
