@@ -271,14 +271,19 @@ def test_rebuild_server_a_on_host_b_with_apply(pg_server, pg_db, host_a, lab, tm
     assert ping(ns_c, "10.62.0.1")
 
 
-def test_failed_apply_leaves_nothing_behind(pg_server, pg_db, lab, tmp_path):
-    """A snapshot whose PostUp fails on the new host: the module fails and no file or interface is left."""
-    ns = lab.host("f")
-    name = lab.wg_name("f")
-    broken = Interface(private_key=_keys.generate_private_key(), listen_port=51830, address=("10.65.0.1/24",),
+def _a_snapshot_that_cannot_start(pg_server, pg_db, lab, tmp_path, host, port, address):
+    """A host, an interface name, the state whose PostUp fails (in tmp_path/src, to back up) and the database."""
+    ns = lab.host(host)
+    name = lab.wg_name(host)
+    broken = Interface(private_key=_keys.generate_private_key(), listen_port=port, address=(address,),
                        post_up=("false",))
     _files.write_config(_files.config_path(str(tmp_path / "src"), name), broken)
-    db = db_args(pg_server, pg_db, generate_key())
+    return ns, name, broken, db_args(pg_server, pg_db, generate_key())
+
+
+def test_failed_apply_leaves_nothing_behind(pg_server, pg_db, lab, tmp_path):
+    """A snapshot whose PostUp fails on the new host: the module fails and no file or interface is left."""
+    ns, name, broken, db = _a_snapshot_that_cannot_start(pg_server, pg_db, lab, tmp_path, "f", 51830, "10.65.0.1/24")
     target = tmp_path / "dst"
     res = run_playbook([
         {"name": "backup", "wgfleet.wireguard.wg_backup": {"server_id": "f", "config_dir": str(tmp_path / "src"),
@@ -342,12 +347,7 @@ def wg_quick_strip(path) -> dict:
     b"[Interface]\nPrivateKey: {key}\n\xff\xfe not even UTF-8\n",
 ])
 def test_a_failed_forced_restore_puts_the_users_file_back_byte_for_byte(pg_server, pg_db, lab, tmp_path, original):
-    ns = lab.host("p")
-    name = lab.wg_name("p")
-    broken = Interface(private_key=_keys.generate_private_key(), listen_port=51871, address=("10.67.0.1/24",),
-                       post_up=("false",))
-    _files.write_config(_files.config_path(str(tmp_path / "src"), name), broken)
-    db = db_args(pg_server, pg_db, generate_key())
+    ns, name, broken, db = _a_snapshot_that_cannot_start(pg_server, pg_db, lab, tmp_path, "p", 51871, "10.67.0.1/24")
     target = tmp_path / "dst"
     target.mkdir(mode=0o700)
     path = _files.config_path(str(target), name)
