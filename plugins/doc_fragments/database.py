@@ -38,8 +38,9 @@ options:
     default: ''
   db:
     description:
-      - Database holding the state. It must exist (create it with M(community.postgresql.postgresql_db));
-        the modules create and migrate their tables in it.
+      - Database holding the state. It must exist; the collection's C(database) role creates it and its tables.
+        Where the tables are missing or older, a run by a login that may create tables creates or migrates them;
+        once they are current, no run creates anything (the role's sync and restore logins may not).
     type: str
     default: wgrest_backup
     aliases: [login_db]
@@ -71,7 +72,7 @@ options:
       - Mutually exclusive with O(encryption_key_file). Never logged.
     type: str
   encryption_key_file:
-    description: A file on the managed host holding O(encryption_key) (for example one written by the wgrest-sync role).
+    description: A file on the managed host holding O(encryption_key) (for example the one the collection's C(stack) role writes for wgrest-sync).
     type: path
 requirements:
   - psycopg2 (or psycopg2-binary)
