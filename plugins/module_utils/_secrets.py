@@ -58,6 +58,42 @@ def generate_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
 
+# HKDF-SHA256 (RFC 5869) of the fleet's master key: each server's key, so that no server holds a key that
+# opens another's state. The server id and a generation (bumped to rotate one server's key alone) are the info.
+SERVER_KEY_SALT = b"wgfleet.wireguard fleet master v1"
+SERVER_KEY_INFO = b"wgfleet.wireguard server key v1\0"
+SERVER_KEY_GENERATION_MAX = 1_000_000
+
+
+def decode_key(key: str, option: str = "encryption_key") -> bytes:
+    """32 bytes from base64 text, or a SecretError naming ``option`` (never quoting the value)."""
+    text = key.strip() if isinstance(key, str) else ""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise SecretError(f"{option}: is not 32 bytes encoded in base64 ({MAKE_KEY_HINT})")
+    return raw
+
+
+def derive_server_key(master_key: str, server_id: str, generation: int = 1,
+                      option: str = "encryption_key") -> str:
+    """Server ``server_id``'s encryption key (base64) derived from the fleet's master key (base64).
+
+    Only the controller holds the master; each server gets its own derived key. One HKDF block (L = 32).
+    """
+    from ._dbconfig import check_server_id  # _dbconfig imports the model; keep this module's imports light
+
+    raw = decode_key(master_key, option)
+    check_server_id("server_id", server_id)
+    if isinstance(generation, bool) or not isinstance(generation, int) or not 1 <= generation <= SERVER_KEY_GENERATION_MAX:
+        raise SecretError(f"generation: {generation!r} is not a whole number from 1 to {SERVER_KEY_GENERATION_MAX}")
+    prk = hmac.new(SERVER_KEY_SALT, raw, hashlib.sha256).digest()
+    info = SERVER_KEY_INFO + str(generation).encode() + b"\0" + server_id.encode()
+    return base64.b64encode(hmac.new(prk, info + b"\x01", hashlib.sha256).digest()).decode()
+
+
 def key_id_hex(key_id: bytes | None) -> str:
     return bytes(key_id).hex() if key_id else "none"
 
@@ -84,14 +120,7 @@ class KeyCipher:
 
     @classmethod
     def from_base64(cls, key: str, option: str = "encryption_key") -> KeyCipher:
-        text = (key or "").strip() if isinstance(key, str) else ""
-        try:
-            raw = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != 32:
-            raise SecretError(f"{option}: is not 32 bytes encoded in base64 ({MAKE_KEY_HINT})")
-        return cls(raw)
+        return cls(decode_key(key, option))
 
     @classmethod
     def from_file(cls, path: str, option: str = "encryption_key_file") -> KeyCipher:
