@@ -32,7 +32,8 @@ docker.io wireguard-go wireguard-tools postgresql postgresql-client"
 INNER_PACKAGES="wireguard-tools iproute2 kmod python3 python3-psycopg2 python3-cryptography"
 
 test -x "$COMPOSE_PLUGIN" || { echo "build-images: Compose plugin not found at $COMPOSE_PLUGIN (make venv)" >&2; exit 1; }
-INPUTS=$( { cat "$0"; sha256sum "$COMPOSE_PLUGIN"; } | sha256sum | cut -c1-16)
+# Content only: the digest must not depend on where the checkout is (every clone would rebuild).
+INPUTS=$( { cat "$0"; sha256sum <"$COMPOSE_PLUGIN"; } | sha256sum | cut -c1-16)
 
 current() {  # current IMAGE: true when IMAGE exists with this script's input digest
   [ "$FORCE" = 0 ] && [ "$(docker image inspect -f '{{ index .Config.Labels "wgfleet.lab.inputs" }}' "$1" 2>/dev/null)" = "$INPUTS" ]
