@@ -12,8 +12,8 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _w
 from tests.conftest import _can_make_namespaces, needs_lab
 from tests.helpers.keys import new_key
 from tests.helpers.netns import Lab
+from tests.helpers.server_host import write_conf
 from tests.helpers.wgrest_real import WgrestHost
-from tests.wgrest_server.harness import write_conf
 
 pytestmark = [needs_lab, pytest.mark.lab]
 TOKEN = "api-token-7f3a"

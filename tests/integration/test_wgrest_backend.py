@@ -17,8 +17,8 @@ from tests.helpers.keys import new_key
 from tests.helpers.netns import sh
 from tests.helpers.playbook import run_playbook
 from tests.helpers.scripted_http import JSON, ScriptedHTTP
+from tests.helpers.server_host import write_conf
 from tests.helpers.wgrest_real import Client, WgrestHost
-from tests.wgrest_server.harness import write_conf
 
 pytestmark = [needs_lab, pytest.mark.lab]
 TOKEN = "backend-token-19c2"

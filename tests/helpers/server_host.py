@@ -1,4 +1,4 @@
-"""Test side of the double: a "server host" (a lab namespace) running wg-quick interfaces and the wgrest double.
+"""A "server host" for tests: a lab namespace running wg-quick interfaces (and, in wgrest_real, the real wgrest).
 
 The namespace is joined to the test process's own namespace by a veth pair on
 172.31.N.0/30, so the client under test reaches the API at ``api_url`` exactly
@@ -7,15 +7,12 @@ process in the namespace and deleting it removes the veth pair.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from tests.helpers.netns import sh
@@ -66,24 +63,7 @@ class ServerHost:
     def peer_keys(self, name: str) -> set[str]:
         return set(sh("wg", "show", name, "peers", netns=self.ns).stdout.split())
 
-    # -- the wgrest double
-    def start_wgrest(self, config_dir: str | os.PathLike, token: str | None = "test-token",
-                     dump_interval: str = "10m", extra: list[str] | None = None) -> None:
-        argv = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "tests.wgrest_server",
-                "--listen", f"0.0.0.0:{API_PORT}", "--config-dir", str(config_dir), "--dump-interval", dump_interval]
-        if token is not None:
-            argv += ["--static-auth-token", token]
-        self.proc = subprocess.Popen([*argv, *(extra or [])], cwd=REPO, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"wgrest double exited: {self.proc.stderr.read()[-2000:]}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.api_url}/version", timeout=1):
-                return
-            time.sleep(0.1)
-        raise AssertionError("wgrest double did not answer within 10 s")
-
+    # -- wgrest (started by wgrest_real.WgrestHost.start_wgrest)
     def stop_wgrest(self, kill: bool = False) -> None:
         """SIGTERM (wgrest dumps once more) or SIGKILL (a crash: no last dump)."""
         if self.proc is None:
