@@ -24,7 +24,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import St
 from tests.conftest import needs_lab
 from tests.helpers.keys import new_key
 from tests.helpers.netns import sh
-from tests.helpers.playbook import COLLECTIONS, REPO, run_playbook
+from tests.helpers.playbook import COLLECTIONS, run_playbook
 from tests.helpers.postgres import grant, needs_postgres
 from tests.helpers.scripted_http import ScriptedHTTP
 from tests.helpers.wgrest_real import Client, WgrestHost
@@ -283,13 +283,6 @@ def test_runs_without_capabilities_on_a_read_only_mount(setup):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in setup.etc.iterdir()) == before, "the service wrote into the config dir"
     assert setup.name in setup.stored() and setup.status()["ok"]
-
-
-def test_repository_root_is_not_needed_on_the_path():
-    """The service imports only its own package (as in the container): nothing from tests/."""
-    source = (REPO / "plugins" / "module_utils" / "_sync.py").read_text()
-    assert "tests" not in {line.split()[1].split(".")[0] for line in source.splitlines()
-                           if line.startswith(("import ", "from "))}
 
 
 def test_no_message_carries_a_key_and_the_status_file_is_0600(setup):
