@@ -7,7 +7,6 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ansible_collections.wgfleet.wireguard.plugins.filter.server_key import server_key
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import (
     SERVER_KEY_INFO,
     SERVER_KEY_SALT,
@@ -58,10 +57,3 @@ def test_bad_master_is_refused_without_quoting_it(master):
     assert "encryption_key" in str(err.value)
     if master:
         assert master not in str(err.value)
-
-
-def test_filter_gives_the_same_key_and_names_the_filter():
-    assert server_key(MASTER, "srv1") == derive_server_key(MASTER, "srv1")
-    assert server_key(MASTER, "srv1", "2") == derive_server_key(MASTER, "srv1", 2)
-    with pytest.raises(Exception, match="server_key: server_id"):
-        server_key(MASTER, "a\nb")
