@@ -8,8 +8,8 @@ name: public_key
 short_description: The public key of a WireGuard private key
 version_added: 0.2.0
 description:
-  - Derives the public key of a WireGuard private key (X25519), as C(wg pubkey) does, on the controller:
-    no command runs and the private key is never put on a command line or in a task's output.
+  - Derives the public key of a WireGuard private key (X25519), as C(wg pubkey) does, on the controller.
+    No command runs, and the private key is never put on a command line or in a task's output.
   - A value that is not a WireGuard key fails naming the filter, without quoting the value.
 options:
   _input:
