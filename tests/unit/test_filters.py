@@ -35,7 +35,7 @@ def test_public_key_matches_wg_pubkey_and_server_key_matches_the_core():
 def test_bad_values_fail_naming_the_filter_without_quoting_them(expression):
     private, master = _keys.generate_private_key(), generate_key()
     bad_key = private[:-2] + "\n"
-    result, _ = _value(expression, k=bad_key, m=master, sid="srv1\nsrv2")
+    result, _task = _value(expression, k=bad_key, m=master, sid="srv1\nsrv2")
     assert result.rc != 0
     assert ("public_key: " in result.output) or ("server_key: " in result.output), result.output[-2000:]
     assert master not in result.output and bad_key.strip() not in result.output

@@ -40,12 +40,12 @@ def _listed() -> set[str]:
 
 
 def test_the_image_lists_exactly_what_the_service_imports():
-    imported, _ = _service_closure()
+    imported, _packages = _service_closure()
     assert _listed() == imported, (
         f"images/wgrest-sync/sources.txt differs from _sync.py's imports: missing {sorted(imported - _listed())}, "
         f"not imported {sorted(_listed() - imported)}")
 
 
 def test_the_service_needs_neither_ansible_nor_the_tests():
-    _, packages = _service_closure()
+    _modules, packages = _service_closure()
     assert not packages & {"ansible", "ansible_collections", "tests"}, sorted(packages)
