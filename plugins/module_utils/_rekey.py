@@ -186,7 +186,7 @@ class _Rekeyer:
         """Reads the interface and server key rows, re-seals them, and starts each snapshot's running digests."""
         cur, sid, fmt = self.cur, self.server_id, FORMAT
         # Per target snapshot index: {interface: [settings digest old, new, key digest old, new]}.
-        self.parts: list[dict] = [{} for _ in self.targets]
+        self.parts: list[dict] = [{} for _target in self.targets]
         cur.execute("SELECT name, valid_from, valid_to, settings, digest FROM interfaces WHERE server_id = %s"
                     " ORDER BY name, valid_from", (sid,))
         updates = []

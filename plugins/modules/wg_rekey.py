@@ -20,10 +20,10 @@ description:
   - Format-1 snapshots (written before the store sealed snapshots) come out sealed.
   - Serves the move of a fleet from one shared key to per-server keys, the rotation of the master key (every server
     from its old derived key to its new one), and the rotation of one server's key (its generation bumped).
-  - Run it on the controller (C(delegate_to: localhost)) with the schema owner's login: it is the only place that
-    holds both keys. The server's wgrest-sync and backups must be given O(encryption_key) afterwards; until then
+  - Run it on the controller (C(delegate_to=localhost)) with the schema owner's login (the controller is the only place that
+    holds both keys). The server's wgrest-sync and backups must be given O(encryption_key) afterwards; until then
     their saves are refused (the stored history is kept, the live state stays on the host).
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - wgfleet.wireguard contributors (@wgfleet)
 extends_documentation_fragment:
