@@ -58,7 +58,7 @@ def build_history(store: Store, peers: int, snapshots: int, churn: int) -> None:
     for step in range(1, snapshots):
         for j in range(churn):
             index = (step * churn + j) % peers
-            current[index] = current[index].replace(persistent_keepalive=step % 60 + 1)
+            current[index] = current[index].replace(persistent_keepalive=100 + step)
         assert store.save_state(SERVER, {"wg0": iface.replace(peers=tuple(current))}).changed
 
 
