@@ -20,8 +20,8 @@ description:
   - Format-1 snapshots (written before the store sealed snapshots) come out sealed.
   - Serves the move of a fleet from one shared key to per-server keys, the rotation of the master key (every server
     from its old derived key to its new one), and the rotation of one server's key (its generation bumped).
-  - Run it on the controller (C(delegate_to=localhost)) with the schema owner's login (the controller is the only place that
-    holds both keys). The server's wgrest-sync and backups must be given O(encryption_key) afterwards; until then
+  - Run it on the controller (C(delegate_to=localhost)) with the schema owner's login (the controller is the only
+    place that holds both keys). The server's wgrest-sync and backups must be given O(encryption_key) afterwards; until then
     their saves are refused (the stored history is kept, the live state stays on the host).
 version_added: 0.1.0
 author:
@@ -74,7 +74,7 @@ EXAMPLES = r"""
   wgfleet.wireguard.wg_rekey:
     login_host: db.example.org
     login_user: wgfleet_owner
-    login_password: "{{ vault_wgfleet_owner_password }}"
+    login_password: "{{ vault_wgfleet_db_owner_password }}"
     server_id: "{{ item }}"
     previous_encryption_key: "{{ wgfleet_master_key }}"
     encryption_key: "{{ wgfleet_master_key | wgfleet.wireguard.server_key(item) }}"
@@ -86,7 +86,7 @@ EXAMPLES = r"""
   wgfleet.wireguard.wg_rekey:
     login_host: db.example.org
     login_user: wgfleet_owner
-    login_password: "{{ vault_wgfleet_owner_password }}"
+    login_password: "{{ vault_wgfleet_db_owner_password }}"
     server_id: "{{ wgfleet_server_id }}"
     previous_encryption_key: "{{ wgfleet_master_key_old | wgfleet.wireguard.server_key(wgfleet_server_id) }}"
     encryption_key: "{{ wgfleet_master_key | wgfleet.wireguard.server_key(wgfleet_server_id) }}"
@@ -96,7 +96,7 @@ EXAMPLES = r"""
   wgfleet.wireguard.wg_rekey:
     login_host: db.example.org
     login_user: wgfleet_owner
-    login_password: "{{ vault_wgfleet_owner_password }}"
+    login_password: "{{ vault_wgfleet_db_owner_password }}"
     server_id: vpn-eu-1
     previous_encryption_key: "{{ wgfleet_master_key | wgfleet.wireguard.server_key('vpn-eu-1', 1) }}"
     encryption_key: "{{ wgfleet_master_key | wgfleet.wireguard.server_key('vpn-eu-1', 2) }}"
