@@ -125,10 +125,12 @@ class _Rekeyer:
             raise StoreError(f"server_id: {sid!r} has no snapshot in {self.store.where()}")
         if neither:
             ids = ", ".join(str(i) for i, _k in neither[:10]) + (" ..." if len(neither) > 10 else "")
+            many = len(neither) > 1
             raise self.fail(
-                f"snapshot {ids} is encrypted with neither previous_encryption_key (key id "
-                f"{key_id_hex(self.old.key_id)}) nor encryption_key (key id {key_id_hex(self.new.key_id)}) but with "
-                f"key id {key_id_hex(neither[0][1])}")
+                f"snapshot{'s' if many else ''} {ids} {'are' if many else 'is'} encrypted with neither "
+                f"previous_encryption_key (key id {key_id_hex(self.old.key_id)}) nor encryption_key (key id "
+                f"{key_id_hex(self.new.key_id)}) but with key id {key_id_hex(neither[0][1])} (a history under two "
+                "keys is re-sealed in two runs: from the older key to the newer one first)")
         for snap_id, fmt, digests, seal in self.targets:
             if fmt == 1:
                 if first_sealed is not None and snap_id > first_sealed:
@@ -250,12 +252,15 @@ class _Rekeyer:
             self.running.append(per)
 
     def _check_span(self, vfrom: int, vto, which: str, what: str) -> None:
-        """A format-1 snapshot has no seal: each of its rows must be under the previous key (as a load checks)."""
+        """A row of a snapshot under the previous key is under that key too (every save under a new key writes
+        every row again); for a format-1 snapshot, which has no seal, this is what a load checks."""
         if which == OLD:
             return
-        for index in self._span(vfrom, vto):
-            if self.targets[index][1] == 1:
-                raise self.fail(f"snapshot {self.targets[index][0]} is damaged: {what} does not match its digest")
+        span = self._span(vfrom, vto)
+        if len(span):
+            snap_id = self.targets[span[0]][0]
+            raise self.fail(f"snapshot {snap_id} is damaged: {what} is not under previous_encryption_key, as the "
+                            "snapshot is")
 
     def _update(self, table: str, name_column: str, rows: list, columns: tuple) -> None:
         import psycopg2.extras

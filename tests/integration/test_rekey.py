@@ -199,7 +199,7 @@ def test_a_damaged_row_or_a_snapshot_under_another_key_fails_naming_it_and_write
         with pytest.raises(StoreError) as info:
             rekey_server(store, "srv", KeyCipher.from_base64(new), KeyCipher.from_base64(k2))
         ids = ", ".join(str(s) for s, _ in saved[:4])
-        assert f"snapshot {ids} is encrypted with neither previous_encryption_key" in str(info.value)
+        assert f"snapshots {ids} are encrypted with neither previous_encryption_key" in str(info.value)
         assert "nothing was changed" in str(info.value)
         assert rows(pg_server, pg_db) == before
         # A forged peer row (its label changed by SQL) in a snapshot: refused, naming the snapshot.
@@ -338,3 +338,44 @@ def test_bad_input_is_refused_naming_the_option(pg_server, pg_db, options, messa
     assert res["bad"]["msg"].startswith(message), res["bad"]["msg"]
     assert master not in res.output and new not in res.output
     assert rows(pg_server, pg_db) == before
+
+
+def test_a_rekey_waits_for_the_servers_save_lock(pg_server, pg_db):
+    """A save (here: a transaction holding the lock saves take) and a rekey of the same server never interleave."""
+    import threading
+    import time
+
+    from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import LOCK_CLASS
+
+    master, new = generate_key(), generate_key()
+    with Store(pg_server.params(pg_db), KeyCipher.from_base64(master)) as store:
+        store.migrate()
+        history(store, "srv")
+    holder = psycopg2.connect(**pg_server.params(pg_db))
+    outcome = {}
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, "srv"))
+
+        def run():
+            with Store(pg_server.params(pg_db), None) as store:
+                outcome["result"] = rekey_server(store, "srv", KeyCipher.from_base64(new),
+                                                 KeyCipher.from_base64(master))
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        waiting = []
+        for _ in range(100):  # up to 10 s for the rekey to reach the lock
+            waiting = pg_server.admin("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                                      pg_db)[0][0]
+            if waiting:
+                break
+            time.sleep(0.1)
+        assert waiting == 1, "the rekey did not wait for the server's lock"
+        assert [bytes(k) for (k,) in pg_server.admin("SELECT DISTINCT key_id FROM snapshots", pg_db)] == \
+            [KeyCipher.from_base64(master).key_id]
+    finally:
+        holder.commit()
+        holder.close()
+    worker.join(60)
+    assert not worker.is_alive() and outcome["result"].snapshots == 4
