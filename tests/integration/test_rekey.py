@@ -379,3 +379,44 @@ def test_a_rekey_waits_for_the_servers_save_lock(pg_server, pg_db):
         holder.close()
     worker.join(60)
     assert not worker.is_alive() and outcome["result"].snapshots == 4
+
+
+def test_a_rekey_killed_after_writing_every_row_leaves_the_database_unchanged(pg_server, pg_db):
+    """The backend terminated while the rekey waits in its last statement (rows all written again): nothing stays."""
+    import threading
+    import time
+
+    master, new = generate_key(), generate_key()
+    with Store(pg_server.params(pg_db), KeyCipher.from_base64(master)) as store:
+        store.migrate()
+        saved = history(store, "srv")
+    before = rows(pg_server, pg_db)
+    pg_server.admin("CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$"
+                    " BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$;"
+                    " CREATE TRIGGER stall BEFORE UPDATE ON snapshots FOR EACH ROW EXECUTE FUNCTION stall()", pg_db)
+    outcome = {}
+
+    def run():
+        try:
+            with Store(pg_server.params(pg_db), None) as store:
+                outcome["result"] = rekey_server(store, "srv", KeyCipher.from_base64(new),
+                                                 KeyCipher.from_base64(master))
+        except StoreError as exc:
+            outcome["error"] = str(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    pids = []
+    for _ in range(200):  # up to 20 s to reach the snapshots' update
+        pids = pg_server.admin("SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event = 'PgSleep'",
+                               pg_db, (pg_db,))
+        if pids:
+            break
+        time.sleep(0.1)
+    assert pids, "the rekey never reached the update of the snapshots"
+    pg_server.admin("SELECT pg_terminate_backend(%s)", pg_db, (pids[0][0],))
+    worker.join(60)
+    assert not worker.is_alive() and "result" not in outcome and "server closed the connection" in outcome["error"]
+    assert rows(pg_server, pg_db) == before
+    pg_server.admin("DROP TRIGGER stall ON snapshots", pg_db)
+    assert_restores(pg_server, pg_db, "srv", master, saved)
