@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import psycopg2
@@ -92,6 +93,26 @@ def all_blobs(pg_server, db, server) -> list[tuple[bytes, bytes]]:
         "SELECT interface, public_key, preshared_key FROM peers WHERE server_id = %s AND preshared_key IS NOT NULL",
         db, (server,))]
     return found
+
+
+def wg_quick_strip(path) -> dict:
+    """The file as wg-quick reads it (``wg-quick strip``), in a tiny parser of the test's own: the private key
+    and, per peer public key, its other lines."""
+    out = subprocess.run(["wg-quick", "strip", str(path)], capture_output=True, text=True, check=True,
+                         timeout=30).stdout
+    result: dict = {"private_key": None, "peers": {}}
+    current = None
+    for line in out.splitlines():
+        key, _eq, value = (part.strip() for part in line.partition("="))
+        if line.strip() == "[Peer]":
+            current = {}
+        elif key == "PrivateKey":
+            result["private_key"] = value
+        elif key == "PublicKey":
+            result["peers"][value] = current
+        elif current is not None and key:
+            current[key] = value
+    return result
 
 
 def texts(state: dict[str, Interface]) -> dict[str, str]:
@@ -295,9 +316,12 @@ def test_the_module_reports_counts_and_never_a_key(pg_server, pg_db, tmp_path):
         {"name": "check", "wgfleet.wireguard.wg_rekey": task, "check_mode": True},
         {"name": "rekey", "wgfleet.wireguard.wg_rekey": task},
         {"name": "again", "wgfleet.wireguard.wg_rekey": task},
-        {"name": "restore", "wgfleet.wireguard.wg_restore": {**db, "server_id": "vpn-1", "encryption_key": derived,
-                                                              "config_dir": str(tmp_path / "etc"),
-                                                              "snapshot": str(saved[0][0])}, "check_mode": True},
+        *({"name": f"restore {snap_id}", "wgfleet.wireguard.wg_restore": {
+            **db, "server_id": "vpn-1", "encryption_key": derived, "config_dir": str(tmp_path / f"s{snap_id}"),
+            "snapshot": str(snap_id)}} for snap_id, _state in saved),
+        {"name": "old key", "ignore_errors": True, "wgfleet.wireguard.wg_restore": {
+            **db, "server_id": "vpn-1", "encryption_key": master, "config_dir": str(tmp_path / "old"),
+            "snapshot": str(saved[0][0])}},
     ], extra_vars={"master": master})
     secrets = [master, derived] + [i.private_key for _s, st in saved for i in st.values()] + \
         [p.preshared_key for _s, st in saved for i in st.values() for p in i.peers if p.preshared_key]
@@ -307,7 +331,15 @@ def test_the_module_reports_counts_and_never_a_key(pg_server, pg_db, tmp_path):
     assert res["check"]["changed"] and res["check"]["snapshots"] == 4
     assert res["rekey"]["changed"] and res["rekey"]["snapshots"] == 4 and res["rekey"]["rows"] == res["check"]["rows"]
     assert not res["again"]["changed"] and res["again"]["snapshots_already_rekeyed"] == 4
-    assert res["restore"]["interfaces"]["wg0"]["public_key"] == _keys.public_key(saved[0][1]["wg0"].private_key)
+    # Every snapshot, the oldest included, written out by wg_restore and read back by wg-quick itself.
+    for snap_id, state in saved:
+        for name, iface in state.items():
+            stripped = wg_quick_strip(tmp_path / f"s{snap_id}" / f"{name}.conf")
+            assert stripped["private_key"] == iface.private_key
+            assert {k: (v.get("PresharedKey"), v.get("AllowedIPs")) for k, v in stripped["peers"].items()} == {
+                p.public_key: (p.preshared_key, ", ".join(p.allowed_ips)) for p in iface.peers}
+    assert res["old key"]["failed"] and "encryption_key does not match the key" in res["old key"]["msg"]
+    assert not (tmp_path / "old").exists()
     assert rows(pg_server, pg_db) != before
     assert_restores(pg_server, pg_db, "vpn-1", derived, saved, wrong_key_b64=master)
 
