@@ -612,8 +612,20 @@ class Store:
         params = self.conn_params
         if "dsn" in params and "host" not in params:
             return "the server named by the dsn"  # a dsn may hold a password: never shown
-        host = params.get("host") or "the default socket"
-        return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or '?'}"
+        hosts = str(params.get("host") or "the default socket").split(",")
+        ports = str(params.get("port") or 5432).split(",")
+        if len(ports) != len(hosts):
+            ports = ports[:1] * len(hosts)
+        where = ", ".join(f"{h}:{p}" for h, p in zip(hosts, ports))
+        return f"{where}/{params.get('dbname') or '?'}" if len(hosts) == 1 else f"({where})/{params.get('dbname') or '?'}"
+
+    def server(self) -> str:
+        """The host and port this connection took (with several hosts: the one libpq chose)."""
+        conn = self._conn
+        info = getattr(conn, "info", None) if conn is not None and not conn.closed else None
+        if info is None:
+            return self.where()
+        return f"{info.host}:{info.port}/{self.conn_params.get('dbname') or '?'}"
 
     def _clean(self, text: str) -> str:
         text = str(text).strip()
