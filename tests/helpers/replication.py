@@ -37,7 +37,8 @@ def _as_postgres(argv, env: dict | None = None, timeout: float = 120) -> subproc
 class Standby(PostgresServer):
     """A hot standby of ``primary``, streaming asynchronously (the default: no synchronous_standby_names)."""
 
-    def __init__(self, primary: PostgresServer):  # no initdb: the data comes from the primary
+    def __init__(self, primary: PostgresServer, user: str = REPLICATION_USER, password: str = REPLICATION_PASSWORD,
+                 slot: str | None = None, create_login: bool = True):  # no initdb: the data comes from the primary
         self.primary, self.durable = primary, False
         self.base = Path(tempfile.mkdtemp(prefix="wgfleet-pg-standby-"))
         self.data = self.base / "data"
@@ -48,11 +49,12 @@ class Standby(PostgresServer):
             pw = pwd.getpwnam("postgres")
             os.chown(self.base, pw.pw_uid, pw.pw_gid)
         os.chmod(self.base, 0o755)
-        primary.admin(f"CREATE ROLE {REPLICATION_USER} REPLICATION LOGIN PASSWORD '{REPLICATION_PASSWORD}'")
+        if create_login:
+            primary.admin(f"CREATE ROLE {user} REPLICATION LOGIN PASSWORD '{password}'")
         # initdb's pg_hba.conf already has "host replication all 127.0.0.1/32 scram-sha-256".
-        _as_postgres([PG_BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", primary.port, "-U", REPLICATION_USER,
-                      "-D", self.data, "-R", "-X", "stream", "-c", "fast", "--no-sync"],
-                     env={"PGPASSWORD": REPLICATION_PASSWORD})
+        _as_postgres([PG_BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", primary.port, "-U", user,
+                      "-D", self.data, "-R", "-X", "stream", "-c", "fast", "--no-sync", *(["-S", slot] if slot else [])],
+                     env={"PGPASSWORD": password})
         self.running = False
         self.start()
 
