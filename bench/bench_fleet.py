@@ -22,7 +22,13 @@ PostgreSQL CPU is read from /proc (user + system time of the postmaster, its
 backends and its background processes, reaped ones included). It starts its own
 PostgreSQL 15 (durable: fsync on). Run as root from the repository root:
 
-    .venv/bin/python bench/bench_fleet.py [--sizes 50,100,200] [--peers 1000]
+    .venv/bin/python bench/bench_fleet.py [--sizes 50,100,200] [--peers 1000] [--hosts]
+
+``--hosts`` adds a streaming standby (pg_basebackup) and, at the largest size, the unchanged minute
+through a host list (standby listed first, so every connection tries it and moves on to the primary:
+libpq's target_session_attrs=read-write) next to the single host, alternating, median of 3 rounds: once
+on established connections (the service keeps its connection) and once with every server connecting
+anew (a service start, or a reconnect after a failover). CPU of the primary and of the standby apart.
 """
 from __future__ import annotations
 
@@ -145,10 +151,56 @@ def change_one_percent(member: FleetMember, round_: int) -> None:
     member.source.devices["wg0"] = device.replace(peers=tuple(peers))
 
 
+def host_list_minutes(members, pg, standby, params, cipher) -> list[str]:
+    """The unchanged minute through one host and through the host list (see the module's docstring)."""
+    import statistics
+
+    from ansible_collections.wgfleet.wireguard.plugins.module_utils._dbconfig import DatabaseSettings
+
+    listed = DatabaseSettings(host=["127.0.0.1", "127.0.0.1"], port=[standby.port, pg.port], user=params["user"],
+                              password=params["password"], dbname=params["dbname"], sslmode="disable").connect_kwargs()
+    kinds = {"single host": dict(params, sslmode="disable"), "host list": listed}
+    shared = members[0].store
+    figures: dict = {(kind, how): [] for kind in kinds for how in ("kept", "new")}
+    for _round in range(3):
+        for kind, kwargs in kinds.items():
+            store = Store(kwargs, cipher)
+            for member in members:
+                member.store = store
+            cpu0, scpu0 = pg_cpu(pg.data), pg_cpu(standby.data)
+            kept = cycle(members, pg, pg.data)
+            assert kept["failed"] == 0 and kept["rows_added"] == 0, kept
+            figures[(kind, "kept")].append((pg_cpu(pg.data) - cpu0, pg_cpu(standby.data) - scpu0, kept["wall"]))
+            store.close()
+            cpu0, scpu0, wall0 = pg_cpu(pg.data), pg_cpu(standby.data), time.perf_counter()
+            for member in members:
+                member.store = Store(kwargs, cipher)
+                result = member.run_once()
+                assert result.ok and result.counts.get("peer_rows_written") == 0, result
+                member.store.close()
+            figures[(kind, "new")].append((pg_cpu(pg.data) - cpu0, pg_cpu(standby.data) - scpu0,
+                                           time.perf_counter() - wall0))
+    for member in members:
+        member.store = shared
+    out = [f"{'':>7} unchanged minute, {len(members)} servers, median of 3 "
+           "(PG CPU primary / standby, wall; standby listed first):"]
+    for how, label in (("kept", "connections kept"), ("new", "every server connects anew")):
+        medians = {}
+        for kind in kinds:
+            primary, standby_cpu, wall = (statistics.median(v[i] for v in figures[(kind, how)]) for i in range(3))
+            medians[kind] = primary
+            out.append(f"{'':>7} {kind:<12} {label:<27} {primary:>6.2f} s / {standby_cpu:>5.2f} s  {wall:>6.2f} s wall")
+        out.append(f"{'':>7} {'':<12} {'':<27} host list / single host (primary CPU): "
+                   f"{medians['host list'] / max(medians['single host'], 0.01):.2f}")
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="50,100,200", help="fleet sizes, growing (default 50,100,200)")
     parser.add_argument("--peers", type=int, default=1000, help="peers per server (default 1000)")
+    parser.add_argument("--hosts", action="store_true",
+                        help="also the unchanged minute through a host list (primary and a streaming standby)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
@@ -202,6 +254,15 @@ def main() -> int:
                          f"{unchanged['pg_cpu'] / max(raw_read['pg_cpu'], 0.01):.2f}; "
                          f"{added} new servers stored and set up in {setup:.1f}s)")
             print("\n".join(lines[-4:]), flush=True)
+        if args.hosts:
+            from tests.helpers.replication import Standby
+
+            standby = Standby(pg)
+            try:
+                lines += host_list_minutes(members, pg, standby, params, cipher)
+                print("\n".join(lines[-7:]), flush=True)
+            finally:
+                standby.destroy()
         peers_rows = pg.admin("SELECT count(*) FROM peers", dbname="fleet")[0][0]
         size_mb = pg.admin("SELECT pg_database_size('fleet') / 1048576.0", dbname="fleet")[0][0]
         print("\n" + "\n".join(lines))
