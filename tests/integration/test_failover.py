@@ -3,7 +3,9 @@ the real wgrest-sync (its own process, a real wireguard-go interface and the rea
 host list; the primary dies (SIGKILL) in the middle of a save, after a save the standby never received (an
 asynchronous failover's loss); a restore reads the standby meanwhile; the standby is promoted, and within two
 intervals the sync stores the live state there again. Verified with SQL on the promoted server against
-``wg show dump`` and the wg-quick file, not with the store's reader.
+``wg show dump`` and the wg-quick file, not with the store's reader. The sync and the restore use the
+server's own login (schema version 3: row-level security), and on the promoted server each login still sees
+and writes only its own server's rows.
 
 Run with ``-s`` to see the recovery point and the time to the first good save.
 """
@@ -12,14 +14,17 @@ from __future__ import annotations
 import json
 import socket
 import time
+import uuid
 
 import psycopg2
 import pytest
 
+from ansible_collections.wgfleet.wireguard.plugins.module_utils import _secrets
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store
 from tests.conftest import needs_lab
 from tests.helpers.keys import new_key
 from tests.helpers.playbook import run_playbook
-from tests.helpers.postgres import PostgresServer, needs_postgres
+from tests.helpers.postgres import PostgresServer, ensure_group_roles, grant_sql, needs_postgres, role_privileges
 from tests.helpers.replication import Standby, kill
 from tests.integration.test_wgrest_sync import SERVER_ID, Setup, api_peer
 
@@ -42,12 +47,47 @@ def cluster():
         primary.destroy()
 
 
+OTHER_ID = "srv-failover-other"
+LOGINS = {SERVER_ID: ("wgfleet_failover_a", "pw-a-" + uuid.uuid4().hex[:10]),
+          OTHER_ID: ("wgfleet_failover_b", "pw-b-" + uuid.uuid4().hex[:10])}
+
+
+def prepare_schema(primary, db, cipher) -> None:
+    """What the database role does, on the primary (replicated from there): the schema, the group roles' GRANTs,
+    a login per server mapped in wgfleet_logins; and a snapshot of another server, for the logins not to see."""
+    with Store(primary.params(db), cipher) as store:
+        store.migrate()
+    ensure_group_roles(primary)
+    primary.admin(grant_sql(role_privileges(db)), dbname=db)
+    for server_id, (login, password) in LOGINS.items():
+        primary.admin(f"CREATE ROLE {login} LOGIN PASSWORD %s IN ROLE wgfleet_server", params=(password,))
+        sql(primary, db, "INSERT INTO wgfleet_logins (login, server_id) VALUES (%s, %s)", (login, server_id))
+    sql(primary, db, "INSERT INTO snapshots (server_id, source, interface_count, peer_count, peer_rows_written)"
+        " VALUES (%s, 'test', 0, 0, 0)", (OTHER_ID,))
+
+
+def as_login(server, db, server_id: str, query: str, params=None):
+    login, password = LOGINS[server_id]
+    conn = psycopg2.connect(host="127.0.0.1", port=server.port, user=login, password=password, dbname=db)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def replicated(lab, cluster, tmp_path):
     primary, standby, db = cluster
     made = Setup(lab, primary, db, tmp_path)
+    prepare_schema(primary, db, _secrets.KeyCipher.from_file(str(made.key_file)))
+    login, password = LOGINS[SERVER_ID]
+    (tmp_path / "loginpw").write_text(password + "\n")
     made.env.update(WGSYNC_DB_HOST="127.0.0.1,127.0.0.1", WGSYNC_DB_PORT=f"{primary.port},{standby.port}",
-                    WGSYNC_INTERVAL=str(INTERVAL))
+                    WGSYNC_INTERVAL=str(INTERVAL), WGSYNC_DB_USER=login,
+                    WGSYNC_DB_PASSWORD_FILE=str(tmp_path / "loginpw"))
     try:
         yield made, primary, standby, db
     finally:
@@ -183,7 +223,7 @@ def test_the_sync_survives_losing_the_primary_mid_save_and_heals_the_lost_save(r
     res = run_playbook([{"name": "restore", "ignore_errors": True, "wgfleet.wireguard.wg_restore": {
         "server_id": SERVER_ID, "config_dir": str(restored), "interfaces": [setup.name], "encryption_key": setup.key,
         "login_host": ["127.0.0.1", "127.0.0.1"], "login_port": [primary.port, standby.port],
-        "login_user": "postgres", "login_password": primary.params()["password"], "db": db, "ssl_mode": "disable",
+        "login_user": LOGINS[SERVER_ID][0], "login_password": LOGINS[SERVER_ID][1], "db": db, "ssl_mode": "disable",
         "connect_timeout": 3}}])
     result = res["restore"]
     assert not result.get("failed"), result.get("msg")
@@ -216,6 +256,16 @@ def test_the_sync_survives_losing_the_primary_mid_save_and_heals_the_lost_save(r
     row = sql(standby, db, "SELECT ok, consecutive_failures FROM sync_status WHERE server_id = %s", (SERVER_ID,))
     assert row == [(True, 0)]
     assert setup.key not in setup.log() and lost_peer.preshared_key not in setup.log()
+
+    # Row-level security holds on the promoted server: each server's login sees and writes only its own rows.
+    for me, other in ((SERVER_ID, OTHER_ID), (OTHER_ID, SERVER_ID)):
+        assert as_login(standby, db, me, "SELECT DISTINCT server_id FROM snapshots") == [(me,)]
+        for table in ("interfaces", "server_keys", "peers", "sync_status"):
+            assert as_login(standby, db, me, f"SELECT count(*) FROM {table} WHERE server_id = %s", (other,)) == [(0,)]
+        with pytest.raises(psycopg2.Error, match="row-level security"):
+            as_login(standby, db, me, "INSERT INTO snapshots (server_id, source, interface_count, peer_count,"
+                     " peer_rows_written) VALUES (%s, 'forged', 0, 0, 0)", (other,))
+    assert as_login(standby, db, SERVER_ID, "SELECT count(*) FROM peers WHERE valid_to IS NULL") == [(peers,)]
 
     lost_at_age = (time.time() - lost_at.timestamp()) - (time.monotonic() - killed)
     print(f"\nfailover: {peers} peers; RPO: 1 committed save lost (snapshot {lost_id}, committed {lost_at_age:.1f} s "
