@@ -12,10 +12,10 @@ options:
       - A path starting with C(/) is a directory holding the server's Unix socket.
       - A replicated database (a primary and its standbys, Patroni, a managed service) is several hosts, a list or
         one comma-separated string (libpq's multi-host form), at most 16, none empty. Backups connect only to the
-        host that accepts writes (libpq's C(target_session_attrs=read-write)): after a failover they find the new
-        primary without a change. Restores take the first host that answers, in list order (C(any)): the primary
-        while it is up (the newest state), a standby while it is not. One host connects exactly as before.
-      - Several hosts need libpq 10 or later (every supported host has it: Debian 11 and RHEL 9 ship libpq 13,
+        host that accepts writes (libpq's C(target_session_attrs=read-write)), so after a failover they find the
+        new primary without a change. Restores take the first host that answers, in list order (C(any)), that is the
+        primary while it is up (the newest state) and a standby while it is not. One host connects exactly as before.
+      - Several hosts need libpq 10 or later (every supported host has it; Debian 11 and RHEL 9 ship libpq 13,
         Debian 12 libpq 15).
     type: raw
     default: ''
