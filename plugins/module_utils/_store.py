@@ -677,7 +677,8 @@ class Store:
         try:
             self._conn = psycopg2.connect(**self.conn_params)
         except psycopg2.Error as exc:
-            message = self._clean(exc)
+            # With several hosts libpq says why each one failed, a line each: one line here, for logs and status.
+            message = "; ".join(line.strip() for line in self._clean(exc).splitlines() if line.strip())
             if "does not exist" in message and "database" in message:
                 message += " (create it first, e.g. with community.postgresql.postgresql_db)"
             raise StoreError(f"cannot connect to PostgreSQL at {self.where()}: {message}") from None

@@ -232,6 +232,11 @@ def test_the_sync_survives_losing_the_primary_mid_save_and_heals_the_lost_save(r
                      if line.replace(" ", "").startswith("PublicKey=")}
     assert restored_keys == kept_peers and lost_peer.public_key not in restored_keys
 
+    # While no host takes writes, each cycle says why: the standby is read-only (the primary refuses to connect).
+    read_only = wait_for(lambda: "read-only" in (setup.status().get("error") or "") and setup.status()["error"],
+                         INTERVAL + 10, "the sync never said that the only host left is read-only")
+    assert read_only.startswith("save failed: cannot connect to PostgreSQL at (127.0.0.1:"), read_only
+    assert "\n" not in read_only and f'port {standby.port} failed: session is read-only' in read_only, read_only
     assert standby.in_recovery()
     standby.promote()
     promoted = time.monotonic()
@@ -270,7 +275,7 @@ def test_the_sync_survives_losing_the_primary_mid_save_and_heals_the_lost_save(r
     lost_at_age = (time.time() - lost_at.timestamp()) - (time.monotonic() - killed)
     print(f"\nfailover: {peers} peers; RPO: 1 committed save lost (snapshot {lost_id}, committed {lost_at_age:.1f} s "
           f"before the kill) and the save in flight ({BULK} new peers, never committed); the sync showed: "
-          f"{meanwhile[:160]!r}; first good save {healed - killed:.1f} s after the kill, "
+          f"{meanwhile[:160]!r}, then {read_only[-120:]!r}; first good save {healed - killed:.1f} s after the kill, "
           f"{healed - promoted:.1f} s after promotion (interval {INTERVAL:g} s)")
 
 
