@@ -10,7 +10,14 @@ options:
       - Host running the PostgreSQL server that holds the state.
       - Empty means the default Unix socket of the local server (as libpq does), unless O(login_unix_socket) is set.
       - A path starting with C(/) is a directory holding the server's Unix socket.
-    type: str
+      - A replicated database (a primary and its standbys, Patroni, a managed service) is several hosts, a list or
+        one comma-separated string (libpq's multi-host form), at most 16, none empty. Backups connect only to the
+        host that accepts writes (libpq's C(target_session_attrs=read-write)), so after a failover they find the
+        new primary without a change. Restores take the first host that answers, in list order (C(any)), that is the
+        primary while it is up (the newest state) and a standby while it is not. One host connects exactly as before.
+      - Several hosts need libpq 10 or later (every supported host has it; Debian 11 and RHEL 9 ship libpq 13,
+        Debian 12 libpq 15).
+    type: raw
     default: ''
     aliases: [host]
   login_unix_socket:
@@ -20,8 +27,10 @@ options:
     default: ''
     aliases: [unix_socket]
   login_port:
-    description: Port of the PostgreSQL server.
-    type: int
+    description:
+      - Port of the PostgreSQL server; with several O(login_host), one port for all or a list (or comma-separated
+        string) of one port per host, in the same order.
+    type: raw
     default: 5432
     aliases: [port]
   login_user:

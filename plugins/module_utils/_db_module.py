@@ -24,9 +24,10 @@ OPTION_NAMES = {"host": "login_host", "port": "login_port", "user": "login_user"
 def database_argument_spec() -> dict:
     """The connection options (a fresh dict each call: callers may add to it)."""
     return {
-        "login_host": {"type": "str", "default": "", "aliases": ["host"]},
+        # raw: one host, a list, or comma-separated hosts (libpq multi-host); _dbconfig checks each.
+        "login_host": {"type": "raw", "default": "", "aliases": ["host"]},
         "login_unix_socket": {"type": "str", "default": "", "aliases": ["unix_socket"]},
-        "login_port": {"type": "int", "default": _dbconfig.DEFAULT_PORT, "aliases": ["port"]},
+        "login_port": {"type": "raw", "default": _dbconfig.DEFAULT_PORT, "aliases": ["port"]},
         "login_user": {"type": "str", "default": _dbconfig.DEFAULT_USER, "aliases": ["login", "user"]},
         "login_password": {"type": "str", "default": "", "no_log": True},
         "db": {"type": "str", "default": _dbconfig.DEFAULT_DB, "aliases": ["login_db"]},
@@ -50,8 +51,8 @@ def key_argument_spec() -> dict:
     }
 
 
-def database_settings(params: dict) -> _dbconfig.DatabaseSettings:
-    """The module options as checked settings; an error names the option."""
+def database_settings(params: dict, use: str = _dbconfig.USE_WRITE) -> _dbconfig.DatabaseSettings:
+    """The module options as checked settings; an error names the option. ``use``: see ``_dbconfig.USES``."""
     names = dict(OPTION_NAMES)
     if params.get("login_unix_socket"):
         names["host"] = "login_unix_socket"
@@ -67,12 +68,12 @@ def database_settings(params: dict) -> _dbconfig.DatabaseSettings:
         "sslkey": params.get("ssl_key") or None,
         "connect_timeout": params.get("connect_timeout"),
     }
-    return _dbconfig.DatabaseSettings(**{k: v for k, v in values.items() if v is not None}, names=names)
+    return _dbconfig.DatabaseSettings(**{k: v for k, v in values.items() if v is not None}, use=use, names=names)
 
 
-def connection_params(params: dict) -> dict:
+def connection_params(params: dict, use: str = _dbconfig.USE_WRITE) -> dict:
     """psycopg2.connect keyword arguments from the module options (empty ones left to libpq's defaults)."""
-    return database_settings(params).connect_kwargs()
+    return database_settings(params, use).connect_kwargs()
 
 
 def check_libraries(module) -> None:
@@ -89,8 +90,11 @@ def make_cipher(params: dict) -> KeyCipher | None:
 _FROM_PARAMS = object()
 
 
-def open_store(params: dict, allow_plaintext_keys: bool = False, cipher=_FROM_PARAMS) -> Store:
-    """The store of the connection options; ``cipher``, when the caller made it already (else from the options)."""
+def open_store(params: dict, allow_plaintext_keys: bool = False, cipher=_FROM_PARAMS,
+               use: str = _dbconfig.USE_WRITE) -> Store:
+    """The store of the connection options; ``cipher``, when the caller made it already (else from the options).
+    ``use``: a writer (the default) connects only to a primary; see ``_dbconfig.USES``."""
+    settings = database_settings(params, use)  # every option checked before the key file is read
     if cipher is _FROM_PARAMS:
         cipher = make_cipher(params)
-    return Store(connection_params(params), cipher, allow_plaintext_keys=allow_plaintext_keys)
+    return Store(settings.connect_kwargs(), cipher, allow_plaintext_keys=allow_plaintext_keys)

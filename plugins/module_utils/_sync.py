@@ -100,7 +100,7 @@ class SyncConfig:
 # Setting name -> (kind, default). Env: WGSYNC_<NAME>; file: TOML with the same names in lower case.
 SETTINGS = {
     "server_id": ("str", None),
-    "db_host": ("str", None), "db_port": ("int", DEFAULT_PORT), "db_name": ("str", DEFAULT_DB),
+    "db_host": ("hosts", None), "db_port": ("hosts", DEFAULT_PORT), "db_name": ("str", DEFAULT_DB),
     "db_user": ("str", DEFAULT_USER), "db_password": ("secret", None), "db_password_file": ("str", None),
     "db_sslmode": ("str", DEFAULT_SSL_MODE), "db_sslrootcert": ("str", None), "db_sslcert": ("str", None),
     "db_sslkey": ("str", None), "db_connect_timeout": ("int", DEFAULT_CONNECT_TIMEOUT),
@@ -132,6 +132,8 @@ def _convert(name: str, kind: str, value):
     if value is None:
         return None
     original, ok = value, True
+    if kind == "hosts":  # one, a list or comma-separated: DatabaseSettings checks them, naming the setting
+        return value
     if kind == "int":
         if isinstance(value, str) and _INT_TEXT.match(value):
             value = int(value)
@@ -231,7 +233,8 @@ def load_config(config_file: str | None = None, environ: dict | None = None) -> 
     except WgValueError as exc:
         raise ConfigError(str(exc)) from None
     if not values["db_host"]:
-        raise ConfigError(f"db_host: required ({ENV_PREFIX}DB_HOST; a directory for a Unix socket)")
+        raise ConfigError(f"db_host: required ({ENV_PREFIX}DB_HOST: a host, several comma-separated, or a "
+                          "directory for a Unix socket)")
     password = values["db_password"]
     if values["db_password_file"]:
         password = _read_secret_file("db_password_file", values["db_password_file"])
@@ -359,6 +362,7 @@ class SyncService:
                 store.close()
                 raise
             self.store = store
+            log.info("connected to the database at %s", store.server())  # after a failover: the new primary
         return self.store
 
     def _drop_store(self) -> None:

@@ -127,6 +127,7 @@ from ..module_utils._db_module import (
     open_store,
     server_id,
 )
+from ..module_utils._dbconfig import USE_RESTORE
 from ..module_utils._module import run_core
 from ..module_utils._store import parse_snapshot
 
@@ -136,7 +137,7 @@ def restore(module: AnsibleModule) -> dict:
     source_id = server_id(params)
     snapshot = parse_snapshot(params["snapshot"])
     check_config_dir("config_dir", params["config_dir"])  # before any database work
-    with open_store(params) as store:
+    with open_store(params, use=USE_RESTORE) as store:  # a standby serves when the primary is down
         snapshot_id, state = store.load_state(source_id, snapshot, params["interfaces"])
     plans = plan_restore(state, observe(params["config_dir"], state), params["apply"], params["force"])
     if not module.check_mode:

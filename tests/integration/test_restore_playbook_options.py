@@ -65,7 +65,9 @@ def test_a_bad_option_is_refused_naming_it_alone(tmp_path, var, value, shown):
 
 
 @pytest.mark.parametrize(("var", "value"), [("wgfleet_encryption_key", ""), ("wgfleet_encryption_key", " "),
-                                            ("wgfleet_db_host", "db\nevil"), ("wgfleet_db_host", "db\u2028")])
+                                            ("wgfleet_db_host", "db\nevil"), ("wgfleet_db_host", "db\u2028"),
+                                            ("wgfleet_db_host", ["db1", "db2\n"]), ("wgfleet_db_host", ["db1", 5]),
+                                            ("wgfleet_db_host", []), ("wgfleet_db_host", {"db1": 1})])
 def test_database_settings_empty_or_multi_line_are_refused_without_values(tmp_path, var, value):
     rc, msg, output = run_checks(tmp_path, **{var: value})
     assert rc != 0, output[-1500:]
@@ -74,6 +76,8 @@ def test_database_settings_empty_or_multi_line_are_refused_without_values(tmp_pa
 
 
 @pytest.mark.parametrize("extra", [{}, {"wgfleet_restore_snapshot": "2024-05-01T12:00:00Z"},
+                                   {"wgfleet_db_host": ["db1.example.org", "db2.example.org"]},
+                                   {"wgfleet_db_host": "db1.example.org,db2.example.org"},
                                    {"wgfleet_restore_snapshot": "2024-05-01 23:59:59.5+14:00"},
                                    {"wgfleet_restore_snapshot": 42}, {"wgfleet_restore_from": "vpn-eu-1.example.org"},
                                    {"wgfleet_restore_force": "yes", "wgfleet_restore_handshake_timeout": 0}])

@@ -60,7 +60,7 @@ def test_settings_defaults_and_connection_arguments():
     ("dbname", 5, r"^db_name: 5 is not a string"),
     ("port", 0, r"^db_port: 0 is not a whole number from 1 to 65535"),
     ("port", True, r"^db_port: True is not"),
-    ("port", "5432", r"^db_port: '5432' is not"),
+    ("port", "54x32", r"^db_port: .54x32. is not"),
     ("connect_timeout", -1, r"^db_connect_timeout: -1 is not"),
     ("sslmode", "sometimes", r"^db_sslmode: 'sometimes' is not one of"),
     ("user", "x" * 5000, r"^db_user: .* is longer than 4096 characters"),
