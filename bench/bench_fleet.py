@@ -9,7 +9,7 @@ time (the service's 60 s interval).
 
 The fleet grows 50 -> 100 -> 200 servers (``--sizes``); at each size it reports:
 
-- an unchanged cycle: peer rows written (must be 0), PostgreSQL CPU for the cycle
+- an unchanged cycle (the median of three): peer rows written (must be 0), PostgreSQL CPU for the cycle
   (= per minute of fleet time; the aim is under 5% of one core, i.e. 3 s), the sync
   side's CPU, and the wall time;
 - a cycle where 1% of every server's peers changed (allowed IPs of 1 peer in 100):
@@ -303,8 +303,11 @@ def main() -> int:
                 assert first["failed"] == 0, "a first save failed"
                 check_mode_is_real(fleet[0], mode)
                 setup = time.perf_counter() - t0
-                unchanged = cycle(fleet, pg, pg.data, db)
-                assert unchanged["failed"] == 0 and unchanged["rows_added"] == 0, unchanged
+                # The bulk of a first save done, so that autovacuum does not land in a measured minute.
+                pg.admin("VACUUM ANALYZE", dbname=db)
+                runs = sorted((cycle(fleet, pg, pg.data, db) for _ in range(3)), key=lambda c: c["pg_cpu"])
+                assert all(c["failed"] == 0 and c["rows_added"] == 0 for c in runs), runs
+                unchanged = runs[1]  # the median of three unchanged minutes
                 unchanged_cpu[size, mode] = unchanged["pg_cpu"]
                 raw_read = raw_baseline(fleet, raws[mode], pg.data)
                 for member in fleet:
