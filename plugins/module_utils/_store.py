@@ -44,7 +44,7 @@ from ._keys import public_key
 from ._secrets import DamagedSecretError, KeyCipher, KeyMismatchError, key_id_hex
 from ._wgconf import HOOKS, Interface, Peer, check_ifname
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # The digest format this code writes. Format 1: unversioned 32-byte row digests, no snapshot seal.
 FORMAT = 2
 # pg_advisory_xact_lock(int, int) namespaces: one for migrations, one per server for saves.
@@ -128,6 +128,34 @@ ALTER TABLE snapshots
     ADD COLUMN interface_digests jsonb,
     ADD COLUMN seal bytea;
 """)
+# Row-level security: a login sees and writes only the rows of the server id the database maps it to
+# (wgfleet_logins, which only the owner reads and writes); a monitor login also reads every server's snapshots
+# and sync status. The owner bypasses it (migrations, rekeys, retention). The functions read session_user: inside
+# a SECURITY DEFINER function current_user is the function's owner, session_user is the login that connected.
+_RLS_TABLES = ("snapshots", "interfaces", "server_keys", "peers", "sync_status")
+_OWN = "server_id = (SELECT wgfleet_login_server())"
+MIGRATIONS[3] = ("per-server logins: wgfleet_logins, row-level security on every server's rows", """
+CREATE TABLE wgfleet_logins (
+    login name PRIMARY KEY,
+    server_id text,
+    monitor boolean NOT NULL DEFAULT false,
+    CHECK (monitor = (server_id IS NULL))
+);
+REVOKE ALL ON wgfleet_logins FROM PUBLIC;
+CREATE FUNCTION wgfleet_login_server() RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public
+    AS $$ SELECT server_id FROM public.wgfleet_logins WHERE login = session_user $$;
+CREATE FUNCTION wgfleet_login_monitor() RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public
+    AS $$ SELECT coalesce((SELECT monitor FROM public.wgfleet_logins WHERE login = session_user), false) $$;
+""" + "".join(f"""
+ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_select ON {table} FOR SELECT TO PUBLIC USING ({_OWN});
+CREATE POLICY own_insert ON {table} FOR INSERT TO PUBLIC WITH CHECK ({_OWN});
+CREATE POLICY own_update ON {table} FOR UPDATE TO PUBLIC USING ({_OWN}) WITH CHECK ({_OWN});
+""" for table in _RLS_TABLES) + "".join(f"""
+CREATE POLICY monitor_select ON {table} FOR SELECT TO PUBLIC USING ((SELECT wgfleet_login_monitor()));
+""" for table in ("snapshots", "sync_status")))
 
 
 class StoreError(WgError):
@@ -221,7 +249,18 @@ def copy_peers(cursor, server_id: str, snap_id: int, rows, seal) -> None:
                    f"{_copy_text(name) if name is not None else NULL}\t"
                    f"{BYTEA_PREFIX + psk.hex() if psk is not None else NULL}\t{BYTEA_PREFIX}{dig.hex()}\n")
 
-    cursor.copy_expert(f"COPY peers ({', '.join(PEER_COLUMNS)}) FROM STDIN", _StreamedLines(lines()), size=1 << 16)
+    columns = ", ".join(PEER_COLUMNS)
+    cursor.execute("SELECT row_security_active('peers')")
+    if not cursor.fetchone()[0]:
+        cursor.copy_expert(f"COPY peers ({columns}) FROM STDIN", _StreamedLines(lines()), size=1 << 16)
+        return
+    # PostgreSQL refuses COPY FROM into a table under row-level security: the rows go through a temporary
+    # table, then one INSERT, which the policies check row by row.
+    cursor.execute(f"CREATE TEMPORARY TABLE wgfleet_peer_rows ON COMMIT DROP AS SELECT {columns} FROM peers"
+                   " WITH NO DATA")
+    cursor.copy_expert(f"COPY pg_temp.wgfleet_peer_rows ({columns}) FROM STDIN", _StreamedLines(lines()), size=1 << 16)
+    cursor.execute(f"INSERT INTO peers ({columns}) SELECT {columns} FROM pg_temp.wgfleet_peer_rows")
+    cursor.execute("DROP TABLE pg_temp.wgfleet_peer_rows")
 
 
 # --- digests (pure) ----------------------------------------------------------------------------------------
@@ -646,8 +685,10 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _transaction(self, work, readonly: bool = False):
-        """Run ``work(cursor)`` in one transaction: committed when it returns, rolled back on any error."""
+    def _transaction(self, work, readonly: bool = False, server_id: str | None = None):
+        """Run ``work(cursor)`` in one transaction: committed when it returns, rolled back on any error.
+
+        ``server_id``: the server whose rows ``work`` writes, named when row-level security refuses a row."""
         if self._conn is None or self._conn.closed:
             self._connect()
         conn = self._conn
@@ -664,10 +705,33 @@ class Store:
             # The primary message only: the CONTEXT of a failed COPY quotes row values.
             diag = getattr(exc, "diag", None)
             message = (diag.message_primary if diag is not None else None) or str(exc).strip().splitlines()[0]
+            if server_id is not None and "row-level security" in message:
+                raise StoreError(
+                    f"PostgreSQL at {self.where()}: login {self._login()!r} may not write rows of server "
+                    f"{server_id!r} (the database refused them: {self._clean(message)})") from None
             raise StoreError(f"PostgreSQL at {self.where()}: {self._clean(message)}") from None
         except BaseException:
             self._rollback_quietly()
             raise
+
+    def _login(self) -> str:
+        return str(self.conn_params.get("user") or "(the default login)")
+
+    @staticmethod
+    def _visible_server(cur, table: str = "snapshots") -> tuple[bool, str, str | None]:
+        """(row-level security applies to this login, the login, the server id the database maps it to)."""
+        cur.execute("SELECT row_security_active(%s), session_user, wgfleet_login_server()", (table,))
+        active, login, server = cur.fetchone()
+        return bool(active), login, server
+
+    def _not_visible(self, cur, server_id: str) -> str | None:
+        """Why ``server_id``'s rows are hidden from this login, or None when row-level security does not apply."""
+        active, login, server = self._visible_server(cur)
+        if not active or server == server_id:
+            return None
+        mapped = f"it is the login of server {server!r}" if server is not None else \
+            "it is not mapped to any server (no wgfleet_logins row, or revoked)"
+        return f"no snapshot of server {server_id!r} is visible to login {login!r} in {self.where()} ({mapped})"
 
     def _rollback_quietly(self) -> None:
         try:
@@ -756,13 +820,15 @@ class Store:
         if snapshot is None:
             found = self._latest(cur, server_id)
             if found is None:
-                raise StoreError(f"server_id: {server_id!r} has no snapshot in {self.where()}")
+                raise StoreError(self._not_visible(cur, server_id)
+                                 or f"server_id: {server_id!r} has no snapshot in {self.where()}")
             return found
         if isinstance(snapshot, int) and not isinstance(snapshot, bool):
             cur.execute(self._SNAPSHOT_SQL + " WHERE server_id = %s AND id = %s", (server_id, snapshot))
             row = cur.fetchone()
             if row is None:
-                raise StoreError(f"snapshot: {snapshot} is not a snapshot of server {server_id!r}")
+                raise StoreError(self._not_visible(cur, server_id)
+                                 or f"snapshot: {snapshot} is not a snapshot of server {server_id!r}")
             return self._snapshot_from_row(row)
         if isinstance(snapshot, str):
             when = parse_timestamp(snapshot)
@@ -772,7 +838,8 @@ class Store:
             )
             row = cur.fetchone()
             if row is None:
-                raise StoreError(f"snapshot: server {server_id!r} has no snapshot taken at or before {snapshot}")
+                raise StoreError(self._not_visible(cur, server_id)
+                                 or f"snapshot: server {server_id!r} has no snapshot taken at or before {snapshot}")
             return self._snapshot_from_row(row)
         raise WgValueError(f"snapshot: {snapshot!r} is neither a snapshot id nor an ISO 8601 time")
 
@@ -876,7 +943,7 @@ class Store:
         digests = digest_state(self.cipher, server_id, interfaces)
         return self._transaction(
             lambda cur: self._save(cur, server_id, interfaces, digests, source, check_mode, partial, guard,
-                                   previous_cipher))
+                                   previous_cipher), server_id=server_id)
 
     def _save(self, cur, server_id, interfaces, digests, source, check_mode, partial, guard,
               previous_cipher=None) -> SaveResult:
@@ -888,6 +955,14 @@ class Store:
         self._require_schema(cur)
         cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, server_id))
         latest = self._latest(cur, server_id)
+        if latest is None:
+            # Nothing visible: a first save, or another server's history. The database refuses the rows of
+            # another server anyway; this says so before any is sent.
+            active, login, server = self._visible_server(cur)
+            if active and server != server_id:
+                raise StoreError(f"login {login!r} may not write rows of server {server_id!r} in {self.where()} ("
+                                 + (f"it is the login of server {server!r})" if server is not None else
+                                    "it is not mapped to any server: no wgfleet_logins row, or revoked)"))
         rotating = self._check_rotation(latest, previous_cipher)
         if not rotating:
             self._check_key(latest)
@@ -1205,7 +1280,7 @@ class Store:
                  "duration": float(duration)},
             )
 
-        self._transaction(work)
+        self._transaction(work, server_id=server_id)
 
     def sync_status(self, server_id: str) -> dict | None:
         def work(cur):

@@ -133,7 +133,7 @@ schema_version:
   description: With O(schema_only=true), the schema version found and the one the collection needs.
   returned: when O(schema_only=true)
   type: dict
-  sample: {"before": 1, "after": 2}
+  sample: {"before": 2, "after": 3}
 interfaces:
   description: Per interface backed up, its public key, its peer count and how many peers were found only live.
   returned: unless O(schema_only=true)

@@ -157,11 +157,12 @@ def pg_db(pg_server):
 
 
 # --- logins with the database role's GRANTs ------------------------------------------------------------------
-# The one list of what a sync and a restore login may do is the database role's (roles/database/vars/main.yml);
-# the tests grant exactly that and then sync, back up and restore with those logins, and a unit test holds
-# docs/backup-restore.md to the same list.
+# The one list of what a server's and the monitor's logins may do is the database role's
+# (roles/database/vars/main.yml); the tests grant exactly that and then sync, back up and restore with those
+# logins, a unit test holds docs/backup-restore.md to the same list, and tests/integration/test_isolation.py
+# runs the role itself and compares what it granted with this list.
 
-SYNC, RESTORE = "wgfleet_sync", "wgfleet_restore"
+SERVER_GROUP, MONITOR_GROUP = "wgfleet_server", "wgfleet_monitor"
 
 
 def documented_grants() -> str:
@@ -170,20 +171,27 @@ def documented_grants() -> str:
     return text.split("-- grants: begin\n", 1)[1].split("-- grants: end", 1)[0]
 
 
-def role_privileges(db: str = "wgrest_backup", sync: str = SYNC, restore: str = RESTORE) -> set:
-    """(login, kind, object, privilege, column) for every right the database role grants."""
+def role_vars() -> dict:
     import yaml
 
-    role = yaml.safe_load((Path(__file__).resolve().parents[2] / "roles" / "database" / "vars" / "main.yml").read_text())
+    return yaml.safe_load((Path(__file__).resolve().parents[2] / "roles" / "database" / "vars" / "main.yml").read_text())
+
+
+def role_privileges(db: str = "wgrest_backup") -> set:
+    """(group role, kind, object, privilege, column) for every right the database role grants."""
+    role = role_vars()
+    server, monitor = role["database__server_group"], role["database__monitor_group"]
     out = set()
-    for login in (sync, restore):  # roles/database/tasks/grants.yml: CONNECT and USAGE for both
-        out |= {(login, "DATABASE", db, "CONNECT", None), (login, "SCHEMA", "public", "USAGE", None)}
-    for item in role["database__sync_table_privileges"]:
+    for group, privs in ((server, role["database__server_database_privileges"]),
+                         (monitor, role["database__monitor_database_privileges"])):
+        out |= {(group, "DATABASE", db, priv, None) for priv in privs.split(",")}
+        out.add((group, "SCHEMA", "public", "USAGE", None))  # roles/database/tasks/grants.yml
+    for item in role["database__server_table_privileges"]:
         for table in item["objs"].split(","):
-            out |= {(sync, "TABLE", table, priv, None) for priv in item["privs"].split(",")}
-    out |= {(sync, "TABLE", table, "UPDATE", "valid_to") for table in role["database__sync_closed_tables"]}
-    out |= {(sync, "SEQUENCE", seq, "USAGE", None) for seq in role["database__sync_sequences"].split(",")}
-    out |= {(restore, "TABLE", table, "SELECT", None) for table in role["database__restore_tables"].split(",")}
+            out |= {(server, "TABLE", table, priv, None) for priv in item["privs"].split(",")}
+    out |= {(server, "TABLE", table, "UPDATE", "valid_to") for table in role["database__server_closed_tables"]}
+    out |= {(server, "SEQUENCE", seq, "USAGE", None) for seq in role["database__server_sequences"].split(",")}
+    out |= {(monitor, "TABLE", table, "SELECT", None) for table in role["database__monitor_tables"].split(",")}
     return out
 
 
@@ -209,10 +217,11 @@ def grant_sql(privileges: set) -> str:
 
 @pytest.fixture
 def logins(pg_server, pg_db):
-    """Three logins for ``pg_db``: its owner (who will own the schema), a sync login and a restore login,
-    as psycopg2.connect arguments. The sync and restore logins have no right until :func:`grant`."""
+    """Three logins for ``pg_db``: its owner (who will own the schema), a server's login and a monitor login,
+    as psycopg2.connect arguments. The server and monitor logins have no right until :func:`grant`."""
     tag = uuid.uuid4().hex[:6]
-    roles = {kind: (f"wgfleet_{kind}_{tag}", f"pw-{kind}-{uuid.uuid4().hex[:12]}") for kind in ("owner", "sync", "restore")}
+    roles = {kind: (f"wgfleet_{kind}_{tag}", f"pw-{kind}-{uuid.uuid4().hex[:12]}")
+             for kind in ("owner", "server", "monitor")}
     for name, password in roles.values():
         pg_server.admin(f"CREATE ROLE {name} LOGIN PASSWORD %s", params=(password,))
     pg_server.admin(f"ALTER DATABASE {pg_db} OWNER TO {roles['owner'][0]}")
@@ -227,14 +236,28 @@ def logins(pg_server, pg_db):
                 pg_server.admin(f"DROP ROLE IF EXISTS {name}")
 
 
-def grant(logins: dict, db: str) -> None:
-    """The database role's GRANTs, run by the schema owner, for ``logins``' sync and restore roles."""
+def ensure_group_roles(pg_server) -> None:
+    """The two NOLOGIN group roles (cluster-wide: made once, kept for the session's server)."""
+    for group in (SERVER_GROUP, MONITOR_GROUP):
+        pg_server.admin(f"DO $$ BEGIN CREATE ROLE {group} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+
+
+def grant(pg_server, logins: dict, db: str, server_id: str) -> None:
+    """What the database role does for ``logins``: the group roles' GRANTs (run by the schema owner), the server
+    login in ``wgfleet_server`` mapped to ``server_id`` and the monitor login in ``wgfleet_monitor``
+    (wgfleet_logins rows, written by the owner)."""
     import psycopg2
 
+    ensure_group_roles(pg_server)
+    pg_server.admin(f'GRANT {SERVER_GROUP} TO "{logins["server"]["user"]}"')
+    pg_server.admin(f'GRANT {MONITOR_GROUP} TO "{logins["monitor"]["user"]}"')
     conn = psycopg2.connect(**logins["owner"])
     try:
         with conn.cursor() as cur:
-            cur.execute(grant_sql(role_privileges(db, logins["sync"]["user"], logins["restore"]["user"])))
+            cur.execute(grant_sql(role_privileges(db)))
+            cur.execute("INSERT INTO wgfleet_logins (login, server_id) VALUES (%s, %s)",
+                        (logins["server"]["user"], server_id))
+            cur.execute("INSERT INTO wgfleet_logins (login, monitor) VALUES (%s, true)", (logins["monitor"]["user"],))
         conn.commit()
     finally:
         conn.close()

@@ -341,12 +341,12 @@ def test_concurrent_migrations_on_an_empty_database(pg_server, pg_db):
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    assert pg_server.admin("SELECT version FROM schema_version ORDER BY 1", dbname=pg_db) == [(1,), (2,)]
+    assert pg_server.admin("SELECT version FROM schema_version ORDER BY 1", dbname=pg_db) == [(1,), (2,), (3,)]
     tables = {r[0] for r in pg_server.admin(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", dbname=pg_db)}
     assert {"snapshots", "interfaces", "server_keys", "peers", "sync_status", "schema_version"} <= tables
     _migrate(params)  # idempotent
-    assert pg_server.admin("SELECT count(*) FROM schema_version", dbname=pg_db) == [(2,)]
+    assert pg_server.admin("SELECT count(*) FROM schema_version", dbname=pg_db) == [(3,)]
 
 
 def test_check_mode_writes_nothing(pg_server, pg_db, key):
@@ -534,10 +534,10 @@ def test_logins_with_only_the_roles_grants(pg_server, pg_db, logins, key):
     cipher = KeyCipher.from_base64(key)
     with Store(logins["owner"], None) as owner:
         assert owner.migrate() is True
-    grant(logins, pg_db)
+    grant(pg_server, logins, pg_db, "srv")
 
     state = {"wg0": make_iface(3), "wg1": make_iface(1, port=51001, address="10.8.0.1/24")}
-    with Store(logins["sync"], cipher) as sync:
+    with Store(logins["server"], cipher) as sync:
         assert sync.migrate() is False  # a current schema: read, nothing created
         first = sync.save_state("srv", state, source="wgrest_sync", guard=True)
         changed = {**state, "wg0": state["wg0"].replace(peers=state["wg0"].peers[1:], mtu=1300)}
@@ -547,14 +547,13 @@ def test_logins_with_only_the_roles_grants(pg_server, pg_db, logins, key):
         sync.save_state("srv", {"wg1": state["wg1"].replace(listen_port=51002)}, partial=True)
         sync.record_sync("srv", True, None, {"peers": 3}, 0.1)
         sync.record_sync("srv", False, "wgrest unreachable", {}, 0.1)
-        assert sync.load_state("srv", second.snapshot_id)[1] == changed
-    with Store(logins["restore"], cipher) as restore:
-        assert restore.migrate() is False
-        assert restore.load_state("srv", second.snapshot_id) == (second.snapshot_id, changed)
-        with pytest.raises(StoreError, match=r"permission denied for (table|sequence)"):
-            restore.save_state("srv", state)
-    for kind, sql in (("sync", "DELETE FROM peers"), ("sync", "UPDATE peers SET allowed_ips = '{}'"),
-                      ("sync", "CREATE TABLE x (a int)"), ("restore", "UPDATE snapshots SET source = 'x'")):
+        assert sync.load_state("srv", second.snapshot_id) == (second.snapshot_id, changed)
+    with Store(logins["monitor"], None) as monitor:
+        assert monitor.migrate() is False
+        assert [s.id for s in monitor.list_snapshots("srv")][:2] == [first.snapshot_id, second.snapshot_id]
+    for kind, sql in (("server", "DELETE FROM peers"), ("server", "UPDATE peers SET allowed_ips = '{}'"),
+                      ("server", "CREATE TABLE x (a int)"), ("server", "SELECT * FROM wgfleet_logins"),
+                      ("monitor", "UPDATE snapshots SET source = 'x'"), ("monitor", "SELECT * FROM peers")):
         conn = psycopg2.connect(**logins[kind])
         try:
             with pytest.raises(psycopg2.Error, match="permission denied"), conn.cursor() as cur:
@@ -575,10 +574,10 @@ def test_wg_backup_schema_only_with_the_owners_login(pg_server, pg_db, logins):
         {"name": "again", "wgfleet.wireguard.wg_backup": args},
     ])
     assert res.rc == 0, res.output[-2000:]
-    assert res["predict"]["changed"] and res["predict"]["schema_version"] == {"before": 0, "after": 2}
+    assert res["predict"]["changed"] and res["predict"]["schema_version"] == {"before": 0, "after": 3}
     assert res["create"]["changed"] and not res["again"]["changed"]
-    grant(logins, pg_db)
-    as_sync = {**args, "login_user": logins["sync"]["user"], "login_password": logins["sync"]["password"]}
+    grant(pg_server, logins, pg_db, "srv")
+    as_sync = {**args, "login_user": logins["server"]["user"], "login_password": logins["server"]["password"]}
     res = run_playbook([{"name": "as sync", "wgfleet.wireguard.wg_backup": as_sync}])
     assert res.rc == 0 and not res["as sync"]["changed"], res.output[-2000:]  # nothing to do: no right needed
     assert owner["password"] not in res.output

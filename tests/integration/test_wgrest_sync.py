@@ -484,15 +484,15 @@ def test_a_roaming_client_is_no_change(setup, lab, tmp_path):
 
 
 def test_the_sync_and_a_restore_with_only_the_roles_grants(setup, logins, tmp_path):
-    """The schema made by its owner (wg_backup schema_only), then the service with the sync login and
-    wg_restore with the restore login: each works with exactly the database role's GRANTs."""
+    """The schema made by its owner (wg_backup schema_only), then the service and wg_restore with the server's
+    own login: each works with exactly the database role's GRANTs."""
     owner = logins["owner"]
     db_options = {"login_host": owner["host"], "login_port": owner["port"], "db": setup.db}
     res = run_playbook([{"name": "schema", "wgfleet.wireguard.wg_backup": {
         **db_options, "login_user": owner["user"], "login_password": owner["password"], "schema_only": True}}])
     assert res.rc == 0 and res["schema"]["changed"], res.output[-2000:]
-    grant(logins, setup.db)
-    sync = logins["sync"]
+    grant(setup.pg, logins, setup.db, SERVER_ID)
+    sync = logins["server"]
     (setup.base / "syncpw").write_text(sync["password"] + "\n")
     as_sync = {"WGSYNC_DB_USER": sync["user"], "WGSYNC_DB_PASSWORD_FILE": str(setup.base / "syncpw")}
     setup.backend.apply([api_peer(70)], False, False)
@@ -501,7 +501,7 @@ def test_the_sync_and_a_restore_with_only_the_roles_grants(setup, logins, tmp_pa
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert setup.count("snapshots") == 1 and setup.sync_row()["ok"]
 
-    restore = logins["restore"]
+    restore = logins["server"]
     target = tmp_path / "restored"
     res = run_playbook([{"name": "restore", "wgfleet.wireguard.wg_restore": {
         **db_options, "login_user": restore["user"], "login_password": restore["password"], "server_id": SERVER_ID,
