@@ -40,7 +40,7 @@ options:
     description:
       - Database holding the state. It must exist; the collection's C(database) role creates it and its tables.
         Where the tables are missing or older, a run by a login that may create tables creates or migrates them;
-        once they are current, no run creates anything (the role's sync and restore logins may not).
+        once they are current, no run creates anything (the role's per-server logins may not).
     type: str
     default: wgrest_backup
     aliases: [login_db]

@@ -64,3 +64,15 @@ def test_a_good_interface_entry_passes(tmp_path):
     failed, msg, output = validate(tmp_path, "server", {"server_interfaces": [entry]})
     assert not failed, msg
     assert SERVER_KEY not in output
+
+
+@pytest.mark.parametrize(("entry", "named"), [
+    ({"server_id": "srv1", "login": "wgfleet_srv1", "pasword": "secret-pw-1"}, "pasword"),  # a typo
+    ({"server_id": "srv1", "login": "wgfleet_srv1", "password": "secret-pw-1", "state": "revoked"}, "state"),
+    ({"login": "wgfleet_srv1", "password": "secret-pw-1"}, "server_id"),  # no server id
+])
+def test_a_bad_database_servers_entry_is_refused_naming_the_key_never_showing_a_password(tmp_path, entry, named):
+    failed, msg, output = validate(tmp_path, "database", {"database_servers": [entry]})
+    assert failed, output[-1500:]
+    assert named in msg, msg
+    assert "secret-pw-1" not in output
