@@ -3,8 +3,8 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    DOCUMENTATION = r"""
-options:
+    # The connection options alone (the _info modules need no encryption key).
+    _CONNECTION_OPTIONS = r"""
   login_host:
     description:
       - Host running the PostgreSQL server that holds the state.
@@ -63,6 +63,8 @@ options:
     description: Seconds to wait for the connection before giving up.
     type: int
     default: 10
+"""
+    _KEY_OPTIONS = r"""
   encryption_key:
     description:
       - The key that encrypts private and preshared keys in the database (AES-256-GCM), 32 random bytes
@@ -74,7 +76,11 @@ options:
   encryption_key_file:
     description: A file on the managed host holding O(encryption_key) (for example the one the collection's C(stack) role writes for wgrest-sync).
     type: path
+"""
+    _REQUIREMENTS = r"""
 requirements:
   - psycopg2 (or psycopg2-binary)
   - cryptography
 """
+    DOCUMENTATION = "options:\n" + _CONNECTION_OPTIONS + _KEY_OPTIONS + _REQUIREMENTS
+    CONNECTION = "options:\n" + _CONNECTION_OPTIONS + "requirements:\n  - psycopg2 (or psycopg2-binary)\n"
