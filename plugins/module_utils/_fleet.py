@@ -49,7 +49,7 @@ def check_time(option: str, value) -> datetime.datetime | None:
         raise WgValueError(f"{option}: {value!r} is not an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)") from None
 
 
-def _require_readable_schema(cur, where: str) -> int:
+def require_readable_schema(cur, where: str) -> int:
     """Any schema this code can read (1 up to its own version); the reads use only columns of version 1."""
     version = Store._version(cur)
     if version == 0:
@@ -77,7 +77,7 @@ def snapshot_info(store: Store, server_id: str, since=None, until=None, limit=No
         limit = check_positive("limit", limit, MAX_LIMIT, integer=True)
 
     def work(cur):
-        _require_readable_schema(cur, store.where())
+        require_readable_schema(cur, store.where())
         cur.execute(
             "SELECT * FROM (SELECT id, created_at, source, interface_count, peer_count, peer_rows_written,"
             " key_id IS NOT NULL FROM snapshots WHERE server_id = %(sid)s"
@@ -107,7 +107,7 @@ def fleet_info(store: Store, interval: float = 60.0, stale_intervals: float = 3,
     limit = interval * stale_intervals
 
     def work(cur):
-        _require_readable_schema(cur, store.where())
+        require_readable_schema(cur, store.where())
         cur.execute("SELECT now()")
         now = cur.fetchone()[0]
         cur.execute(

@@ -47,7 +47,11 @@ def monitor(pg_server, pg_db):
 
 
 def grant_monitor(pg_server, db: str, login: str) -> None:
+    """SELECT on the three tables; under row-level security (schema 3) also the login's monitor row, without
+    which it would see no server at all."""
     pg_server.admin(f"GRANT SELECT ON {', '.join(MONITOR_TABLES)} TO {login}", dbname=db)
+    if pg_server.admin("SELECT to_regclass('wgfleet_logins') IS NOT NULL", dbname=db)[0][0]:
+        pg_server.admin("INSERT INTO wgfleet_logins (login, monitor) VALUES (%s, true)", dbname=db, params=(login,))
 
 
 def sql(pg_server, db: str, query: str, params=None):
