@@ -29,7 +29,7 @@ export WGFLEET_WGREST_BINARY ?= $(WGFLEET_WGREST_VENDOR)/wgrest-v2.0.0-alpha.1-l
 # Tests fail instead of skipping when a real part (the vendored wgrest, a managed-host Python) is missing.
 export WGFLEET_NO_SKIP := 1
 
-.PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab lab-down lab-rebuild lab-destroy bench clean
+.PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab lab-down lab-rebuild lab-report lab-destroy bench clean
 
 test: deps venv lint sanity unit integration molecule
 
@@ -133,6 +133,12 @@ lab-rebuild: venv
 	@test -f $(LAB_STATE)/molecule.yml || { echo "no lab: run make lab first"; exit 2; }
 	$(LAB_PLAYBOOK) molecule/shared/replace-host.yml -e lab_replace=$(HOST)
 	$(LAB_PLAYBOOK) restore-server.yml --limit $(HOST)
+
+# On the running lab: the fleet report from the database (playbooks/fleet_report.yml, the lab's monitor login),
+# with each server's live state compared with its latest snapshot; fails naming a stale or failing server.
+lab-report: venv
+	@test -f $(LAB_STATE)/molecule.yml || { echo "no lab: run make lab first"; exit 2; }
+	$(LAB_PLAYBOOK) playbooks/fleet_report.yml -e wgfleet_report_drift=true
 
 # Remove the lab of a `molecule converge` run by hand (inner containers first, then the hosts and the network).
 lab-destroy: venv

@@ -11,14 +11,22 @@ from pathlib import Path
 from tests.helpers.playbook import COLLECTIONS, REPO, ensure_collection_path
 
 
-def run_book(name: str, extra_vars: dict, check: bool = False) -> tuple[int, dict | None, str]:
-    """rc, the JSON callback's data, and the whole output of ``playbooks/<name>`` run with ``extra_vars``."""
+def run_book(name: str, extra_vars: dict, check: bool = False, inventory: dict | None = None,
+             netns: str | None = None) -> tuple[int, dict | None, str]:
+    """rc, the JSON callback's data, and the whole output of ``playbooks/<name>`` run with ``extra_vars``
+    (on ``inventory``, a YAML inventory as a dict, instead of localhost alone; inside ``netns`` when given)."""
     ensure_collection_path()
     with tempfile.TemporaryDirectory() as tmp:
         extra = Path(tmp) / "vars.json"
         extra.write_text(json.dumps(extra_vars))
-        argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local",
+        hosts = "localhost,"
+        if inventory is not None:
+            hosts = str(Path(tmp) / "inventory.json")
+            Path(hosts).write_text(json.dumps(inventory))
+        argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", hosts, "-c", "local",
                 str(REPO / "playbooks" / name), "-e", f"@{extra}", "-e", f"ansible_python_interpreter={sys.executable}"]
+        if netns:
+            argv = ["ip", "netns", "exec", netns, *argv]
         if check:
             argv.append("--check")
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
