@@ -61,6 +61,13 @@ venv: $(VENV)/.installed .venv-py39/.installed
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ansible-lint --offline --profile production
+	@# The execution environment: the definition (ansible-builder create) and the collection's requirements as
+	@# ansible-builder reads them from meta/execution-environment.yml.
+	rm -rf build/ee-src build/ee && $(VENV)/bin/ansible-galaxy collection build --output-path build/ee-src . >/dev/null
+	cp build/ee-src/wgfleet-wireguard-*.tar.gz build/ee-src/wgfleet-wireguard.tar.gz
+	$(VENV)/bin/ansible-builder create -f ee/execution-environment.yml --context build/ee
+	$(PY) $$($(PY) -c 'import ansible_builder, os; print(os.path.dirname(ansible_builder.__file__))')/_target_scripts/introspect.py \
+	  introspect --sanitize .collections | grep -q 'psycopg2-binary>=2.8'
 
 # ansible-test wants the collection under ansible_collections/NS/NAME and in git.
 sanity: venv
