@@ -97,15 +97,17 @@ _UNNEEDED = ("p.server_id = %(sid)s AND p.valid_to IS NOT NULL AND NOT EXISTS (S
 
 
 def prune(store: Store, policy: Policy, servers=None, batch_size: int = DEFAULT_BATCH,
-          check_mode: bool = False) -> list[ServerPrune]:
-    """Apply ``policy`` to every server (or ``servers``); in check mode only count what would go."""
+          check_mode: bool = False, now: datetime.datetime | None = None) -> list[ServerPrune]:
+    """Apply ``policy`` to every server (or ``servers``); in check mode only count what would go.
+
+    ``now``: the time the policy counts back from, the database's clock when not given (a simulation's own)."""
     servers = check_servers(servers)
     batch_size = _check_whole("batch_size", batch_size, 1, MAX_BATCH)
 
     def plan(cur):
         require_readable_schema(cur, store.where())
         cur.execute("SELECT now()")
-        now = cur.fetchone()[0]
+        when = now or cur.fetchone()[0]
         cur.execute("SELECT server_id, id, created_at FROM snapshots WHERE %(ids)s::text[] IS NULL"
                     " OR server_id = ANY(%(ids)s) ORDER BY server_id, id", {"ids": servers})
         by_server: dict[str, list] = {}
@@ -113,10 +115,10 @@ def prune(store: Store, policy: Policy, servers=None, batch_size: int = DEFAULT_
             by_server.setdefault(sid, []).append((snap_id, created))
         out = []
         for sid, snaps in sorted(by_server.items()):
-            kept = policy.keep(snaps, now)
+            kept = policy.keep(snaps, when)
             gone = [snap_id for snap_id, _c in snaps if snap_id not in kept]
-            rows = {}
-            for table in HISTORY_TABLES:
+            rows = dict.fromkeys(HISTORY_TABLES, 0)
+            for table in HISTORY_TABLES if check_mode else ():  # a run counts what it deletes, under the lock
                 cur.execute(f"SELECT count(*) FROM {table} p WHERE {_UNNEEDED}", {"sid": sid, "excluded": gone})
                 rows[table] = cur.fetchone()[0]
             out.append(ServerPrune(sid, len(snaps), len(kept), gone, rows))
@@ -125,23 +127,23 @@ def prune(store: Store, policy: Policy, servers=None, batch_size: int = DEFAULT_
     planned = store._transaction(plan, readonly=True)
     if check_mode:
         return planned
-    return [_prune_server(store, policy, p.server_id, batch_size) for p in planned]
+    return [_prune_server(store, policy, p.server_id, batch_size, now) for p in planned]
 
 
 def _lock(cur, server_id: str) -> None:
     cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, server_id))
 
 
-def _prune_server(store: Store, policy: Policy, server_id: str, batch_size: int) -> ServerPrune:
+def _prune_server(store: Store, policy: Policy, server_id: str, batch_size: int, now) -> ServerPrune:
     """Snapshots first (decided again under the lock: a save may have added one), then rows, batch by batch."""
 
     def snapshots_batch(cur):
         _lock(cur, server_id)
         cur.execute("SELECT now()")
-        now = cur.fetchone()[0]
+        when = now or cur.fetchone()[0]
         cur.execute("SELECT id, created_at FROM snapshots WHERE server_id = %s ORDER BY id", (server_id,))
         snaps = cur.fetchall()
-        kept = policy.keep(snaps, now)
+        kept = policy.keep(snaps, when)
         gone = [snap_id for snap_id, _c in snaps if snap_id not in kept][:batch_size]
         if gone:
             cur.execute("DELETE FROM snapshots WHERE server_id = %s AND id = ANY(%s)", (server_id, gone))

@@ -29,7 +29,7 @@ options:
     elements: str
   recent_handshake:
     description:
-      - Seconds within which a handshake counts as recent in RV(interfaces[].counts.recent_handshakes), from 1 to
+      - Seconds within which a handshake counts as recent in each interface's C(counts.recent_handshakes), from 1 to
         604800. WireGuard renews a session's handshake every 2 minutes while it carries traffic; 180 s means the
         peer holds a session now.
     type: int
