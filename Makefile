@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUILD := build/ansible_collections/wgfleet/wireguard
 # python3-cryptography and python3-psycopg2: the managed-host tests run the modules with Debian's own Python.
+# prometheus: the metrics test scrapes wgrest-sync with a real Prometheus.
 DEBS := wireguard-go wireguard-tools iproute2 iptables iputils-ping postgresql git rsync \
-	python3-cryptography python3-psycopg2
+	python3-cryptography python3-psycopg2 prometheus
 PG_BIN := /usr/lib/postgresql/15/bin
 # Managed hosts run Python 3.9 to 3.13. The machine's pyenv has them (the pyenv shims do not run: use the real
 # binaries); the python-specific sanity tests run on each one found, and .venv-py39 holds the oldest libraries
@@ -28,7 +29,7 @@ export WGFLEET_WGREST_BINARY ?= $(WGFLEET_WGREST_VENDOR)/wgrest-v2.0.0-alpha.1-l
 # Tests fail instead of skipping when a real part (the vendored wgrest, a managed-host Python) is missing.
 export WGFLEET_NO_SKIP := 1
 
-.PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab lab-down lab-rebuild lab-destroy bench clean
+.PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab lab-down lab-rebuild lab-report lab-destroy bench clean
 
 test: deps venv lint sanity unit integration molecule
 
@@ -60,6 +61,13 @@ venv: $(VENV)/.installed .venv-py39/.installed
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ansible-lint --offline --profile production
+	@# The execution environment: the definition (ansible-builder create) and the collection's requirements as
+	@# ansible-builder reads them from meta/execution-environment.yml.
+	rm -rf build/ee-src build/ee && $(VENV)/bin/ansible-galaxy collection build --output-path build/ee-src . >/dev/null
+	cp build/ee-src/wgfleet-wireguard-*.tar.gz build/ee-src/wgfleet-wireguard.tar.gz
+	$(VENV)/bin/ansible-builder create -f ee/execution-environment.yml --context build/ee
+	$(PY) $$($(PY) -c 'import ansible_builder, os; print(os.path.dirname(ansible_builder.__file__))')/_target_scripts/introspect.py \
+	  introspect --sanitize .collections | grep -q 'psycopg2-binary>=2.8'
 
 # ansible-test wants the collection under ansible_collections/NS/NAME and in git.
 sanity: venv
@@ -132,6 +140,12 @@ lab-rebuild: venv
 	@test -f $(LAB_STATE)/molecule.yml || { echo "no lab: run make lab first"; exit 2; }
 	$(LAB_PLAYBOOK) molecule/shared/replace-host.yml -e lab_replace=$(HOST)
 	$(LAB_PLAYBOOK) restore-server.yml --limit $(HOST)
+
+# On the running lab: the fleet report from the database (playbooks/fleet_report.yml, the lab's monitor login),
+# with each server's live state compared with its latest snapshot; fails naming a stale or failing server.
+lab-report: venv
+	@test -f $(LAB_STATE)/molecule.yml || { echo "no lab: run make lab first"; exit 2; }
+	$(LAB_PLAYBOOK) playbooks/fleet_report.yml -e wgfleet_report_drift=true
 
 # Remove the lab of a `molecule converge` run by hand (inner containers first, then the hosts and the network).
 lab-destroy: venv

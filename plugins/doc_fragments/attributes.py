@@ -15,3 +15,18 @@ attributes:
   idempotent:
     description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
 """
+
+    # An _info module: reads only, so check mode is full and diff mode does not apply.
+    INFO_MODULE = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+    details: Reads only; check mode runs it as usual.
+  diff_mode:
+    support: N/A
+    details: Reads only; there is never a difference to show.
+  idempotent:
+    support: full
+    details: Never changes anything and always reports C(changed=false).
+"""

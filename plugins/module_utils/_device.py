@@ -92,6 +92,12 @@ def running_implementation(name: str) -> str | None:
 def read_dump(name: str) -> Interface | None:
     """The running device as a model, with the link's addresses and MTU (no other wg-quick settings);
     None when there is none."""
+    found = read_dump_stats(name)
+    return found[0] if found else None
+
+
+def read_dump_stats(name: str) -> tuple[Interface, dict[str, PeerStats]] | None:
+    """:func:`read_dump` and, from the same ``wg show dump``, each peer's handshake and transfer counters."""
     if not link_exists(name):
         return None
     proc = run(["wg", "show", name, "dump"], check=False)
@@ -100,7 +106,24 @@ def read_dump(name: str) -> Interface | None:
             return None  # it went away while we looked
         raise WgCommandError(["wg", "show", name, "dump"], proc.returncode, proc.stderr)
     addresses, mtu = addresses_and_mtu(name)
-    return parse_dump(proc.stdout).replace(address=addresses, mtu=mtu)
+    return parse_dump(proc.stdout).replace(address=addresses, mtu=mtu), parse_dump_stats(proc.stdout)
+
+
+@dataclass(frozen=True)
+class PeerStats:
+    """What ``wg show dump`` counts for a peer: latest handshake (Unix time, 0 = never), bytes received and sent."""
+
+    latest_handshake: int
+    rx_bytes: int
+    tx_bytes: int
+
+
+def parse_dump_stats(text: str) -> dict[str, PeerStats]:
+    out = {}
+    for line in text.splitlines()[1:]:
+        fields = line.split("\t")
+        out[fields[0]] = PeerStats(int(fields[4]), int(fields[5]), int(fields[6]))
+    return out
 
 
 def parse_dump(text: str) -> Interface:

@@ -38,7 +38,7 @@ except ImportError:  # Python 3.10: TOML files need tomli there; env configurati
     except ImportError:
         tomllib = None
 
-from . import _backup, _secrets
+from . import _backup, _metrics, _secrets
 from ._dbconfig import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DB,
@@ -82,6 +82,9 @@ class SyncConfig:
     health_max_age: float | None = None
     backoff_base: float = 2.0
     migrate: bool = True
+    metrics_listen: tuple | None = None  # (address, port) of the Prometheus endpoint; None: no metrics
+    metrics_per_peer: bool = False
+    metrics_recent_handshake: float = 180.0
 
     @property
     def max_age(self) -> float:
@@ -111,6 +114,7 @@ SETTINGS = {
     "encryption_key_from_env": ("bool", False), "allow_plaintext_keys": ("bool", False),
     "status_file": ("str", "/tmp/wgrest-sync/status.json"), "health_max_age": ("float", None),
     "backoff_base": ("float", 2.0), "migrate": ("bool", True),
+    "metrics_listen": ("str", ""), "metrics_per_peer": ("bool", False), "metrics_recent_handshake": ("float", 180.0),
 }
 # DatabaseSettings field -> setting name, for error messages.
 DB_NAMES = {"host": "db_host", "port": "db_port", "user": "db_user", "password": "db_password", "dbname": "db_name",
@@ -261,6 +265,7 @@ def load_config(config_file: str | None = None, environ: dict | None = None) -> 
         except WgValueError as exc:
             raise ConfigError(str(exc)) from None
     try:
+        metrics_listen = _metrics.parse_listen("metrics_listen", values["metrics_listen"], need_library=True)
         WgrestClient(values["wgrest_url"], token, url_option="wgrest_url", token_option="wgrest_token")
         db = DatabaseSettings(host=values["db_host"], port=values["db_port"], dbname=values["db_name"],
                               user=values["db_user"], password=password, sslmode=values["db_sslmode"],
@@ -277,6 +282,8 @@ def load_config(config_file: str | None = None, environ: dict | None = None) -> 
         encryption_key_file=values["encryption_key_file"], encryption_key=key,
         allow_plaintext_keys=values["allow_plaintext_keys"], status_file=values["status_file"],
         health_max_age=values["health_max_age"], backoff_base=values["backoff_base"], migrate=values["migrate"],
+        metrics_listen=metrics_listen, metrics_per_peer=values["metrics_per_peer"],
+        metrics_recent_handshake=values["metrics_recent_handshake"],
     )
     make_cipher(config)  # a bad key file fails here, at start
     return config
@@ -348,6 +355,10 @@ class SyncService:
                                    token_option="wgrest_token")
         self.store = None
         self.failures = 0
+        self.metrics = None
+        if config.metrics_listen:
+            self.metrics = _metrics.SyncMetrics(config.server_id, config.interval, config.metrics_per_peer,
+                                                config.metrics_recent_handshake)
         self.last_success: str | None = _read_status(config.status_file).get("last_success")
 
     def _store(self):
@@ -376,12 +387,15 @@ class SyncService:
     def capture(self) -> dict[str, Interface]:
         """The server's state by the one capture rule (see _backup): settings and labels from the files,
         peers from wgrest. Any failure raises, so a failed read is never saved as removed peers."""
-        state, _live_only = _backup.capture(self.config.config_dir, WgrestSource(self.client),
+        client = self.metrics.client(self.client) if self.metrics else self.client
+        state, _live_only = _backup.capture(self.config.config_dir, WgrestSource(client),
                                             only=self.config.interfaces, lock=False)
         if not state:
             # A server with no interface at all is far likelier a missing mount or a fresh wgrest
             # than the truth; storing it would empty the current state.
             raise WgError(f"found no interface in wgrest nor in {self.config.config_dir}")
+        if self.metrics:
+            self.metrics.observe_state(state)
         return state
 
     def run_once(self) -> CycleResult:
@@ -412,6 +426,8 @@ class SyncService:
         self.failures = 0 if result.ok else self.failures + 1
         if result.ok:
             self.last_success = now
+        if self.metrics:
+            self.metrics.observe_cycle(result.ok, result.duration, result.counts, result.changed, self.failures)
         try:
             self._store().record_sync(self.config.server_id, result.ok, result.error, result.counts, result.duration)
         except Exception as exc:
@@ -496,6 +512,18 @@ def health(status_file: str, max_age: float, now: dt.datetime | None = None) -> 
     return True, f"last successful sync {age:.0f}s ago"
 
 
+def serve_metrics(service: SyncService) -> None:
+    """Start the metrics endpoint; one that cannot listen is logged, and the syncs go on without it."""
+    if service.metrics is None:
+        return
+    try:
+        host, port = service.metrics.serve(*service.config.metrics_listen)
+        log.info("metrics on http://%s:%s/metrics", f"[{host}]" if ":" in host else host, port)
+    except OSError as exc:
+        log.error("metrics_listen: cannot listen on %s:%s: %s (the syncs go on without metrics)",
+                  *service.config.metrics_listen, exc.strerror or exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wgrest-sync", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--config", help=f"TOML file of settings (or {ENV_PREFIX}CONFIG); env vars override it")
@@ -538,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     log.info("started: server %s, wgrest %s, files %s, every %gs", config.server_id, config.wgrest_url,
              config.config_dir, config.interval)
+    serve_metrics(service)
     service.run_forever(stop)
     log.info("stopped")
     return 0

@@ -29,7 +29,7 @@ FORCE=0
 HOST_PACKAGES="systemd systemd-sysv dbus procps kmod iproute2 iputils-ping iptables iptables-persistent
 ca-certificates python3 python3-apt python3-requests python3-yaml python3-psycopg2 python3-cryptography
 docker.io wireguard-go wireguard-tools postgresql postgresql-client"
-INNER_PACKAGES="wireguard-tools iproute2 kmod python3 python3-psycopg2 python3-cryptography"
+INNER_PACKAGES="wireguard-tools iproute2 kmod python3 python3-psycopg2 python3-cryptography python3-prometheus-client"
 
 test -x "$COMPOSE_PLUGIN" || { echo "build-images: Compose plugin not found at $COMPOSE_PLUGIN (make venv)" >&2; exit 1; }
 # Content only: the digest must not depend on where the checkout is (every clone would rebuild).

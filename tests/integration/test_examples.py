@@ -20,7 +20,7 @@ from tests.helpers.playbook import COLLECTIONS
 pytestmark = [needs_lab, pytest.mark.lab]
 
 # Modules whose examples need nothing but a Linux host with WireGuard, in the order they build on each other.
-HOST_ONLY = ("wg_interface", "wg_peer")
+HOST_ONLY = ("wg_interface", "wg_peer", "wg_interface_info")
 
 
 def examples(module: str) -> list[dict]:

@@ -1,0 +1,161 @@
+# Private to the wgfleet.wireguard collection: not a public API.
+"""The fleet as the database sees it: each server's snapshots and its sync health (read only).
+
+What wg_snapshot_info, wg_fleet_info and the fleet report read. Every query
+touches only ``schema_version``, ``snapshots`` and ``sync_status``, so the
+monitor login of the isolation design (SELECT on those three tables, every
+server's rows under row-level security) is enough; a server's own login sees
+its own rows only. Nothing read here holds a key: snapshots carry counts, a
+key id and digests (the digests and seals are not returned), sync_status a
+scrubbed error. Ages are computed by the database's clock, so a controller
+whose clock is off does not call a fresh server stale.
+
+Plain Python (no Ansible).
+"""
+from __future__ import annotations
+
+import datetime
+import math
+
+from ._dbconfig import check_server_id
+from ._errors import WgValueError, scrub_keys
+from ._store import SCHEMA_VERSION, Store, StoreError, parse_timestamp
+
+# A bound on list sizes and intervals that any fleet stays far under (a week of seconds, a million rows).
+MAX_LIMIT = 1_000_000
+MAX_INTERVAL = 7 * 86400
+MAX_STALE_INTERVALS = 10_000
+
+
+def check_positive(option: str, value, high: float, integer: bool = False) -> float | int:
+    """A positive number (a whole one when ``integer``) up to ``high``; bool, text, nan and inf refused."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and 0 < value <= high and (not integer or float(value).is_integer())
+    if not ok:
+        kind = "a whole number" if integer else "a number"
+        raise WgValueError(f"{option}: {value!r} is not {kind} greater than 0 and at most {high:g}")
+    return int(value) if integer else float(value)
+
+
+def check_time(option: str, value) -> datetime.datetime | None:
+    """An ISO 8601 time (no offset means UTC), or None when not given."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 64 or not value.isprintable():
+        raise WgValueError(f"{option}: {str(value)[:40]!r} is not an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)")
+    try:
+        return parse_timestamp(value)
+    except WgValueError:
+        raise WgValueError(f"{option}: {value!r} is not an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)") from None
+
+
+def require_readable_schema(cur, where: str) -> int:
+    """Any schema this code can read (1 up to its own version); the reads use only columns of version 1."""
+    version = Store._version(cur)
+    if version == 0:
+        raise StoreError(f"database {where} holds no wgfleet state yet (no schema; run wg_backup first)")
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"database {where} has schema version {version}, newer than this collection knows "
+                         f"({SCHEMA_VERSION}); upgrade the collection")
+    return version
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def snapshot_info(store: Store, server_id: str, since=None, until=None, limit=None) -> list[dict]:
+    """A server's snapshots, oldest first: id, time, source, counts and whether it is encrypted.
+
+    ``since``/``until`` (ISO 8601, inclusive) bound the time; ``limit`` keeps the newest that many.
+    """
+    check_server_id("server_id", server_id)
+    start, end = check_time("since", since), check_time("until", until)
+    if start and end and start > end:
+        raise WgValueError(f"since: {since!r} is after until ({until!r})")
+    if limit is not None:
+        limit = check_positive("limit", limit, MAX_LIMIT, integer=True)
+
+    def work(cur):
+        require_readable_schema(cur, store.where())
+        cur.execute(
+            "SELECT * FROM (SELECT id, created_at, source, interface_count, peer_count, peer_rows_written,"
+            " key_id IS NOT NULL FROM snapshots WHERE server_id = %(sid)s"
+            " AND (%(start)s::timestamptz IS NULL OR created_at >= %(start)s)"
+            " AND (%(end)s::timestamptz IS NULL OR created_at <= %(end)s)"
+            " ORDER BY id DESC LIMIT %(limit)s) AS newest ORDER BY id",
+            {"sid": server_id, "start": start, "end": end, "limit": limit})
+        return [{"id": row[0], "created_at": _iso(row[1]), "source": row[2], "interfaces": row[3], "peers": row[4],
+                 "peer_rows_written": row[5], "encrypted": row[6]} for row in cur.fetchall()]
+
+    return store._transaction(work, readonly=True)
+
+
+def fleet_info(store: Store, interval: float = 60.0, stale_intervals: float = 3, servers=None) -> dict:
+    """Every server the database knows (from ``sync_status`` and ``snapshots``), with its sync health.
+
+    A server is ``stale`` when its last successful sync is older than ``stale_intervals`` times ``interval``
+    seconds, or it never had one; ``failing`` when its last attempt failed. ``servers`` limits the list (a
+    server named there but unknown to the database is listed as stale, with ``known: false``).
+    """
+    interval = check_positive("interval", interval, MAX_INTERVAL)
+    stale_intervals = check_positive("stale_intervals", stale_intervals, MAX_STALE_INTERVALS)
+    if servers is not None:
+        if not isinstance(servers, (list, tuple)):
+            raise WgValueError(f"servers: {str(servers)[:40]!r} is not a list of server ids")
+        servers = [check_server_id("servers", s) for s in servers]
+    limit = interval * stale_intervals
+
+    def work(cur):
+        require_readable_schema(cur, store.where())
+        cur.execute("SELECT now()")
+        now = cur.fetchone()[0]
+        cur.execute(
+            "SELECT server_id, last_attempt_at, last_success_at, ok, error, consecutive_failures, counts,"
+            " duration_seconds, extract(epoch FROM now() - last_attempt_at)::float8,"
+            " extract(epoch FROM now() - last_success_at)::float8 FROM sync_status"
+            " WHERE %(ids)s::text[] IS NULL OR server_id = ANY(%(ids)s)", {"ids": servers})
+        status = {row[0]: row[1:] for row in cur.fetchall()}
+        cur.execute(
+            "SELECT DISTINCT ON (server_id) server_id, id, created_at, interface_count, peer_count,"
+            " extract(epoch FROM now() - created_at)::float8 FROM snapshots"
+            " WHERE %(ids)s::text[] IS NULL OR server_id = ANY(%(ids)s) ORDER BY server_id, id DESC",
+            {"ids": servers})
+        latest = {row[0]: row[1:] for row in cur.fetchall()}
+        return now, status, latest
+
+    now, status, latest = store._transaction(work, readonly=True)
+    names = sorted(set(status) | set(latest) | set(servers or ()))
+    rows = [_server_row(name, status.get(name), latest.get(name), limit) for name in names]
+    return {
+        "checked_at": _iso(now),
+        "stale_after_seconds": limit,
+        "servers": rows,
+        "stale": [r["server_id"] for r in rows if r["stale"]],
+        "failing": [r["server_id"] for r in rows if r["failing"]],
+    }
+
+
+def _server_row(name: str, status, latest, limit: float) -> dict:
+    row = {"server_id": name, "known": status is not None or latest is not None, "sync": status is not None}
+    if status is not None:
+        attempt, success, ok, error, failures, counts, duration, attempt_age, success_age = status
+        row.update(last_attempt_at=_iso(attempt), last_success_at=_iso(success), ok=bool(ok),
+                   error=scrub_keys(error) if error else None, consecutive_failures=failures,
+                   sync_counts={k: v for k, v in (counts or {}).items() if isinstance(v, (int, float, str))},
+                   duration_seconds=duration,
+                   attempt_age_seconds=round(attempt_age, 3),
+                   success_age_seconds=round(success_age, 3) if success_age is not None else None)
+    else:
+        row.update(last_attempt_at=None, last_success_at=None, ok=None, error=None, consecutive_failures=None,
+                   sync_counts={}, duration_seconds=None, attempt_age_seconds=None, success_age_seconds=None)
+    if latest is not None:
+        snap_id, created, ifaces, peers, snap_age = latest
+        row.update(snapshot_id=snap_id, snapshot_at=_iso(created), interfaces=ifaces, peers=peers,
+                   snapshot_age_seconds=round(snap_age, 3))
+    else:
+        row.update(snapshot_id=None, snapshot_at=None, interfaces=None, peers=None, snapshot_age_seconds=None)
+    age = row["success_age_seconds"]
+    row["stale"] = age is None or age > limit
+    row["failing"] = row["ok"] is False
+    return row
