@@ -269,7 +269,11 @@ def _remove_strays(plan: RestorePlan) -> None:
 
 
 def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> None:
-    """Carry out the plans; on a failure the files written are put back, and interfaces restarted come back."""
+    """Carry out the plans; on any failure the files written are put back, and interfaces restarted come back.
+
+    Each new file is written first, beside the old one: a full disk or a read-only directory fails the
+    restore before its interface is taken down.
+    """
     done: list[_Done] = []
     try:
         for plan in plans:
@@ -280,15 +284,20 @@ def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> Non
             with _files.locked(config_dir, plan.name):
                 step = _Done(plan)
                 done.append(step)
-                if plan.action == "restart":
-                    _device.down(plan.path, plan.name)  # with the old file, so its PreDown/PostDown run
-                    step.stopped = True
-                if plan.file_changed:
-                    _files.write_config(plan.path, plan.desired)
-                    step.written = True
+                staged = _files.stage(plan.path, render(plan.desired)) if plan.file_changed else None
+                try:
+                    if plan.action == "restart":
+                        step.stopped = True
+                        _device.down(plan.path, plan.name)  # with the old file, so its PreDown/PostDown run
+                    if staged is not None:
+                        step.written = True
+                        staged.commit()
+                finally:
+                    if staged is not None:
+                        staged.discard()  # nothing left to drop once it was committed
                 if plan.action in ("up", "restart"):
-                    _device.up(plan.path, implementation)
                     step.started = True
+                    _device.up(plan.path, implementation)
                     _remove_strays(plan)
                 elif plan.action == "live":
                     if plan.live_settings:
@@ -301,18 +310,33 @@ def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> Non
                 if plan.action != "none":
                     # wgrest's last dump must not give a restart the peers the snapshot does not have.
                     plan.remove.extend(k for k in prune_dump(plan.desired, plan.name) if k not in plan.remove)
-    except WgError:
-        # Put the host back as it was: files, interface starts and live peer changes.
-        for step in reversed(done):
-            plan = step.plan
-            if step.live is not None:
-                _device.undo(step.live)
-            if plan.action in ("up", "restart") and _device.link_exists(plan.name):
-                with contextlib.suppress(WgError):
-                    _device.down(plan.path, plan.name)
-            if step.written:
-                _files.put_back(plan.path, plan.original)
-            if step.stopped and plan.original is not None and not _device.link_exists(plan.name):
-                with contextlib.suppress(WgError):
-                    _device.up(plan.path, implementation)
+    except BaseException as exc:
+        failed = _put_back(done, implementation)
+        if isinstance(exc, WgError) and failed:
+            raise WgError(f"{exc} (putting the host back failed too: {'; '.join(failed)})") from None
         raise
+
+
+def _put_back(done: list[_Done], implementation: str) -> list[str]:
+    """The host as it was: files, interface starts and live peer changes, latest first, each step on its own
+    whatever the others do. Returns what could not be put back."""
+    failed: list[str] = []
+
+    def attempt(what: str, action, *args) -> None:
+        try:
+            action(*args)
+        except Exception as exc:  # one step failing must not keep the others from running
+            failed.append(f"{what}: {exc}")
+
+    for step in reversed(done):
+        plan = step.plan
+        if step.live is not None:
+            attempt(f"the peers of {plan.name}", _device.undo, step.live)
+        if step.started and _device.link_exists(plan.name):
+            attempt(f"stopping {plan.name}", _device.down, plan.path, plan.name)
+        if step.written:
+            attempt(f"the file {plan.path}", _files.put_back, plan.path, plan.original)
+        if step.stopped and plan.existing is not None and not _device.link_exists(plan.name):
+            # Only a file that can be parsed goes to wg-quick.
+            attempt(f"starting {plan.name} again", _device.up, plan.path, implementation)
+    return failed

@@ -223,7 +223,7 @@ class FileBackend:
                 # Leave the host as it was: the device first (it may be carrying traffic), then the file.
                 _device.undo(change)
                 if plan.write_file:
-                    with contextlib.suppress(OSError):
+                    with contextlib.suppress(OSError, WgError):
                         _files.put_back(self.path, original)
                 if backup_file:
                     with contextlib.suppress(OSError):
