@@ -142,6 +142,7 @@ class HostInterface:
     unreadable: str | None = None  # why the file could not be parsed
     live: Interface | None = None
     loose_mode: bool = False  # group or others may read or write the file (it holds the private key)
+    routes: _device.Routes | None = field(default=None, repr=False)  # of a running device, in its file's table
 
 
 def observe(config_dir: str, names) -> dict[str, HostInterface]:
@@ -165,6 +166,8 @@ def observe(config_dir: str, names) -> dict[str, HostInterface]:
             except (WgValueError, UnicodeDecodeError) as exc:
                 host.unreadable = str(exc) if isinstance(exc, WgValueError) else "not UTF-8 text"
         host.live = _device.read_dump(name)
+        if host.live is not None:
+            host.routes = _device.read_routes(name, host.existing or Interface())
         out[name] = host
     return out
 
@@ -182,6 +185,7 @@ class RestorePlan:
     upsert: list = field(default_factory=list)
     remove: list = field(default_factory=list)
     live_settings: bool = False
+    routes: _device.Routes | None = field(default=None, repr=False)  # the running device's, as observed
 
     @property
     def changed(self) -> bool:
@@ -225,7 +229,8 @@ def plan_restore(state: dict[str, Interface], observed: dict[str, HostInterface]
             )
         # A file others may read is rewritten too (0600), as wg_interface and wg_peer make it.
         plan = RestorePlan(name, host.path, desired, existing, live,
-                           file_changed=existing != desired or host.loose_mode, original=host.original)
+                           file_changed=existing != desired or host.loose_mode, original=host.original,
+                           routes=host.routes)
         if apply:
             _plan_live(plan)
         plans.append(plan)
@@ -239,7 +244,7 @@ def _plan_live(plan: RestorePlan) -> None:
         return
     plan.live_settings = plan.action == "live"
     # The snapshot is the whole truth: peers it does not have go.
-    plan.upsert, plan.remove = _peers.live_drift(list(desired.peers), live, True, set())
+    plan.upsert, plan.remove = _peers.live_drift(list(desired.peers), live, True, set(), routes=plan.routes)
     if plan.live_settings or plan.upsert or plan.remove:
         plan.action = "live"
 

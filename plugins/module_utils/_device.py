@@ -391,6 +391,40 @@ def _table(iface: Interface) -> list[str] | None:
     return [] if table == "auto" else ["table", table]
 
 
+def routed_ips(peer: Peer) -> list[str]:
+    """The allowed IPs of ``peer`` that wg-quick gives a route of their own (a default route is its policy
+    routing's business at start)."""
+    return [cidr for cidr in peer.allowed_ips if not cidr.endswith("/0")]
+
+
+class Routes:
+    """The networks routed through one interface in the table its file names, as :func:`read_routes` read
+    them; :meth:`covers` answers whether a network is reached through them (it or a larger one is routed)."""
+
+    def __init__(self, networks):
+        self._by_length: dict = {}  # (IP version, prefix length) -> network addresses as integers
+        for net in networks:
+            self._by_length.setdefault((net.version, net.prefixlen), set()).add(int(net.network_address))
+
+    def covers(self, cidr: str) -> bool:
+        net = ipaddress.ip_network(cidr, strict=False)
+        bits, address = net.max_prefixlen, int(net.network_address)
+        for (version, length), addresses in self._by_length.items():
+            shift = bits - length
+            if version == net.version and length <= net.prefixlen and (address >> shift << shift) in addresses:
+                return True
+        return False
+
+
+def read_routes(name: str, iface: Interface) -> Routes | None:
+    """The routes through ``name`` in the table of ``iface`` (its Table: auto is the main table, a number or a
+    name that table); None with Table = off, where wg-quick adds none."""
+    select = _table(iface)
+    if select is None:
+        return None
+    return Routes(net for net, _proto in _routes(name, select))
+
+
 def add_routes(name: str, iface: Interface, peers: list[Peer]) -> list[list[str]]:
     """Routes for new AllowedIPs, as wg-quick adds them at start (Table auto or a table of its own).
 
@@ -399,16 +433,11 @@ def add_routes(name: str, iface: Interface, peers: list[Peer]) -> list[list[str]
     ``ip -batch`` call: a server may get thousands of peers at once. Returns the
     routes added.
     """
-    select = _table(iface)
-    wanted = {cidr for peer in peers for cidr in peer.allowed_ips if not cidr.endswith("/0")}
-    if select is None or not wanted:
-        return []  # default routes are wg-quick's business at start (policy routing)
-    routed = [net for net, _proto in _routes(name, select)]
-    added = []
-    for cidr in sorted(wanted):
-        net = ipaddress.ip_network(cidr)
-        if not any(net.version == r.version and net.subnet_of(r) for r in routed):
-            added.append([cidr, "dev", name, *select])
+    wanted = {cidr for peer in peers for cidr in routed_ips(peer)}
+    routed = read_routes(name, iface) if wanted else None
+    if routed is None:
+        return []
+    added = [[cidr, "dev", name, *_table(iface)] for cidr in sorted(wanted) if not routed.covers(cidr)]
     if added:
         try:
             run(["ip", "-batch", "-"], stdin="".join(" ".join(["route", "replace", *r]) + "\n" for r in added))

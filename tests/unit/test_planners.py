@@ -1,8 +1,11 @@
 """The pure planners: what a run would do, from (request, file, device), with neither root nor PostgreSQL."""
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._device import Routes
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgValueError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._interface import (
     InterfaceRequest,
@@ -61,6 +64,21 @@ def test_live_drift_ignores_learned_endpoints_and_takes_revoked_keys_off_the_dev
     assert live_drift(desired, live, True, set()) == ([], [B, C])
     upsert, _remove = live_drift([Peer(A, allowed_ips=["10.0.0.9/32"])], live, False, set())
     assert [p.public_key for p in upsert] == [A]
+
+
+def test_live_drift_counts_a_peer_whose_routes_are_missing():
+    routes = Routes(ipaddress.ip_network(n) for n in ("10.0.0.0/24", "10.9.0.0/16", "fd00:1::/64"))
+    desired = [Peer(A, allowed_ips=["10.0.0.2/32", "10.9.4.0/24"]), Peer(B, allowed_ips=["10.8.0.0/24"]),
+               Peer(C, allowed_ips=["0.0.0.0/0", "fd00:1::5/128"])]
+    live = Interface(peers=[Peer(A, allowed_ips=["10.0.0.2/32", "10.9.4.0/24"], endpoint="172.30.1.9:40000"),
+                            Peer(B, allowed_ips=["10.8.0.0/24"]), Peer(C, allowed_ips=["0.0.0.0/0", "fd00:1::5/128"])])
+    upsert, remove = live_drift(desired, live, False, set(), routes=routes)
+    # Only B lacks a route; it goes to the device as the device has it (a learned endpoint would stay).
+    assert upsert == [live.peer_map()[B]] and remove == []
+    assert live_drift(desired, live, False, set(), routes=None) == ([], [])  # Table = off: no routes wanted
+    assert Routes([ipaddress.ip_network("0.0.0.0/0")]).covers("10.8.0.0/24")
+    assert not Routes([ipaddress.ip_network("10.8.0.0/25")]).covers("10.8.0.0/24")
+    assert not Routes([ipaddress.ip_network("10.0.0.0/8")]).covers("fd00::/64")
 
 
 LIVE = Interface(private_key=KEY, listen_port=51820, address=("10.10.0.1/24", "fd10::1/64"), mtu=1420)
