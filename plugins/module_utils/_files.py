@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import os
 import re
-import shutil
 import stat
 import time
 
@@ -94,18 +93,25 @@ def locked(config_dir: str, name: str):
         os.close(fd)
 
 
-# The temporary names this module has used: the fixed one, and mkstemp's (".wg0.conf.k2j4_x9a") before it.
+# The temporary names this module has used: the fixed one, a backup copy's (".wg0.conf.913.<time>~.tmp"),
+# and mkstemp's (".wg0.conf.k2j4_x9a") before them. Backup copies themselves ("wg0.conf.913.<time>~") stay,
+# but never readable by others: older versions made them 0644 for a moment, and a failed one stayed so.
 def _remove_strays(path: str) -> None:
     directory, base = os.path.dirname(path) or ".", os.path.basename(path)
-    pattern = re.compile(rf"^\.{re.escape(base)}\.(tmp|[a-z0-9_]{{8}})\Z")
+    temporary = re.compile(rf"^\.{re.escape(base)}\.(tmp|[a-z0-9_]{{8}}|[0-9]+\.[^/]*~\.tmp)\Z")
+    backup = re.compile(rf"^{re.escape(base)}\.[0-9]+\.[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}@[0-9:]{{8}}~\Z")
     try:
         entries = os.listdir(directory)
     except OSError:
         return
     for entry in entries:
-        if pattern.match(entry):
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if temporary.match(entry):
                 os.unlink(os.path.join(directory, entry))
+            elif backup.match(entry):
+                info = os.lstat(os.path.join(directory, entry))  # a link is not ours: never followed
+                if stat.S_ISREG(info.st_mode) and info.st_mode & 0o077:
+                    os.chmod(os.path.join(directory, entry), PRIVATE)
 
 
 def ensure_dir(config_dir: str) -> bool:
@@ -121,18 +127,26 @@ def ensure_dir(config_dir: str) -> bool:
 
 
 def backup_copy(path: str, move: bool = False) -> str | None:
-    """Keep the file as it is now under a name with a timestamp; None when there is no file."""
+    """Keep the file as it is now under a name with a timestamp; None when there is no file.
+
+    A copy is made like any write (:func:`stage`): 0600 from its first byte, complete or not there at all.
+    """
     if not os.path.exists(path):
         return None
     backup_path = f"{path}.{os.getpid()}.{time.strftime('%Y-%m-%d@%H:%M:%S')}~"
-    try:
-        if move:
+    if move:
+        try:
+            os.chmod(path, PRIVATE)
             os.replace(path, backup_path)
-        else:
-            shutil.copy2(path, backup_path)
-        os.chmod(backup_path, PRIVATE)
+        except OSError as exc:
+            raise cannot_write(backup_path, exc) from None
+        return backup_path
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
-        raise cannot_write(backup_path, exc) from None
+        raise WgError(f"cannot read {path}: {exc.strerror or exc}") from None
+    stage(backup_path, data).commit()
     return backup_path
 
 
