@@ -233,6 +233,12 @@ def plan_restore(state: dict[str, Interface], observed: dict[str, HostInterface]
                            routes=host.routes)
         if apply:
             _plan_live(plan)
+            if plan.action == "restart" and host.unreadable:
+                # wg-quick down would read that file (a huge one keeps bash busy for many minutes) and run
+                # whatever hooks it holds: a file that cannot be parsed is never handed to wg-quick.
+                raise WgError(f"{host.path} cannot be parsed ({host.unreadable}), and {name} is running: the "
+                              f"restore would have to take it down with wg-quick and that file; take {name} down "
+                              f"(ip link delete dev {name}) or fix the file, then run the restore again")
         plans.append(plan)
     return plans
 

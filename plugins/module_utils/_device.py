@@ -33,6 +33,7 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -48,21 +49,47 @@ SOCKET_DIR = "/var/run/wireguard"
 DAEMON_EXIT_TIMEOUT = 10.0
 
 
+# Every command the modules run (wg, wg-quick, ip) ends within this many seconds, or is stopped with
+# everything it started: a hook that hangs, or bash reading a huge file line by line, cannot hold a run for ever.
+COMMAND_TIMEOUT = 300.0
+
+
 def run(argv, stdin: str | None = None, env: dict | None = None, check: bool = True,
         new_session: bool = False) -> subprocess.CompletedProcess:
-    """Run a command; ``new_session`` puts it (and any daemon it leaves behind) in a session of its own."""
+    """Run a command, bounded by COMMAND_TIMEOUT.
+
+    Every command runs in a session of its own, so that one out of time is stopped together with what it
+    started; ``new_session`` says that the caller relies on it (wg-quick: a wireguard-go it starts must not
+    stay in our process group, see the module's docstring).
+    """
     full_env = None
     if env:
         full_env = dict(os.environ)
         full_env.update(env)
     try:
-        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=full_env, check=False,
-                              start_new_session=new_session)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+                                start_new_session=True)
     except FileNotFoundError:
         raise WgError(f"{argv[0]}: command not found; install wireguard-tools (and wireguard-go without the kernel module)") from None
-    if check and proc.returncode != 0:
-        raise WgCommandError(argv, proc.returncode, proc.stderr)
-    return proc
+    with proc:
+        try:
+            stdout, stderr = proc.communicate(stdin, timeout=COMMAND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=5)
+            raise WgError(f"{_command(argv)} did not finish within {COMMAND_TIMEOUT:.0f} s and was stopped") from None
+    result = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+    if check and result.returncode != 0:
+        raise WgCommandError(argv, result.returncode, stderr)
+    return result
+
+
+def _command(argv) -> str:
+    text = " ".join(argv)
+    return text if len(text) <= 200 else f"{text[:180]}... ({len(argv)} arguments)"
 
 
 def link_exists(name: str) -> bool:
