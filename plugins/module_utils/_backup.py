@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from . import _device, _files, _peers
 from ._errors import WgError, WgValueError
@@ -186,6 +186,8 @@ class RestorePlan:
     remove: list = field(default_factory=list)
     live_settings: bool = False
     routes: _device.Routes | None = field(default=None, repr=False)  # the running device's, as observed
+    apply: bool = False  # how it was planned, to plan again under the lock
+    force: bool = False
 
     @property
     def changed(self) -> bool:
@@ -230,7 +232,7 @@ def plan_restore(state: dict[str, Interface], observed: dict[str, HostInterface]
         # A file others may read is rewritten too (0600), as wg_interface and wg_peer make it.
         plan = RestorePlan(name, host.path, desired, existing, live,
                            file_changed=existing != desired or host.loose_mode, original=host.original,
-                           routes=host.routes)
+                           routes=host.routes, apply=apply, force=force)
         if apply:
             _plan_live(plan)
             if plan.action == "restart" and host.unreadable:
@@ -279,6 +281,16 @@ def _remove_strays(plan: RestorePlan) -> None:
         plan.remove.extend(strays)
 
 
+def _plan_again(plan: RestorePlan) -> None:
+    """``plan`` made again from what the host has now; the caller holds the file's lock. Another run (a second
+    restore, wg_peer) may have changed the file or the device since the plan was made: the plan, and so what
+    the module reports, is what this run does."""
+    observed = observe(os.path.dirname(plan.path), [plan.name])
+    (fresh,) = plan_restore({plan.name: plan.desired}, observed, plan.apply, plan.force)
+    for item in fields(fresh):
+        setattr(plan, item.name, getattr(fresh, item.name))
+
+
 def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> None:
     """Carry out the plans; on any failure the files written are put back, and interfaces restarted come back.
 
@@ -293,6 +305,9 @@ def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> Non
             config_dir = os.path.dirname(plan.path)
             _files.ensure_dir(config_dir)
             with _files.locked(config_dir, plan.name):
+                _plan_again(plan)
+                if not plan.changed:
+                    continue  # another run did it while this one waited for the lock
                 step = _Done(plan)
                 done.append(step)
                 staged = _files.stage(plan.path, render(plan.desired)) if plan.file_changed else None
