@@ -359,15 +359,18 @@ def change_peers(name: str, iface: Interface, upsert: list[Peer], remove: list[s
         if key in live_map:
             change.before.setdefault(key, live_map[key])
     change.touched += remove + [p.public_key for p in upsert]
-    apply_peers(name, upsert, remove, live_map)
     gone = {c for k in remove for c in live_map[k].allowed_ips}
     for peer in upsert:
         old = live_map.get(peer.public_key)
         if old is not None:
             gone |= set(old.allowed_ips) - set(peer.allowed_ips)
     gone -= {c for p in iface.peers for c in p.allowed_ips}
-    change.routes_added += add_routes(name, iface, upsert)
+    # Routes that go, then the peers, then the new routes: a run killed between two steps leaves either a
+    # peer still on the device (the next run removes it) or a peer without its route (the next run adds it,
+    # see live_drift), never a route that nothing would take away.
     change.routes_removed += remove_routes(name, iface, gone)
+    apply_peers(name, upsert, remove, live_map)
+    change.routes_added += add_routes(name, iface, upsert)
     return change
 
 

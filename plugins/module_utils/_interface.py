@@ -117,6 +117,8 @@ class InterfacePlan:
     device: DevicePlan
     key_source: str | None = None
     live_only: list = field(default_factory=list)
+    routes_for: list = field(default_factory=list)  # live peers of the file without the routes wg-quick gives them
+    live_settings: bool = True  # a live action changes the device's own settings (not only routes)
 
     @property
     def write_file(self) -> bool:
@@ -165,7 +167,8 @@ def ensure(req: InterfaceRequest, check_mode: bool) -> dict:
         original = _files.read_raw(path)
         existing = None if original is None else parse(original, source=path)
         live = _device.read_dump(req.name)
-        plan = plan_interface(req, path, existing, live, _files.loose_mode(path), check_mode)
+        routes = _device.read_routes(req.name, existing) if live is not None and existing is not None else None
+        plan = plan_interface(req, path, existing, live, _files.loose_mode(path), check_mode, routes)
         result = {**plan.report(), "diff": plan.diff()}
         if check_mode or not plan.changed:
             return result
@@ -174,8 +177,13 @@ def ensure(req: InterfaceRequest, check_mode: bool) -> dict:
 
 
 def plan_interface(req: InterfaceRequest, path: str, existing: Interface | None, live: Interface | None,
-                   loose_mode: int | None, check_mode: bool) -> InterfacePlan:
-    """The plan of one run. Makes a private key only when one will be written (never in check mode)."""
+                   loose_mode: int | None, check_mode: bool, routes: _device.Routes | None = None) -> InterfacePlan:
+    """The plan of one run. Makes a private key only when one will be written (never in check mode).
+
+    ``routes``: the running interface's, in its file's table (None: not running, or Table = off). A
+    start cut short (a run killed during ``wg-quick up``) leaves peers without the routes wg-quick gives
+    them: that is drift (``routes``), repaired live.
+    """
     diff = DifferenceTracker()
     if req.state == "absent":
         if existing is not None:
@@ -223,7 +231,16 @@ def plan_interface(req: InterfaceRequest, path: str, existing: Interface | None,
         # A restart reloads peers from the file: keep the ones that exist only live.
         desired = desired.replace(peers=base.peers + tuple(live_only))
         diff.add("peers")
-    return InterfacePlan(req.name, path, "present", existing, desired, live, diff, device, key_source, live_only)
+    routes_for, live_settings = [], device.action == "live"
+    if routes is not None and live is not None and device.action in ("none", "live"):
+        in_file = {p.public_key for p in base.peers}
+        routes_for = [p for p in live.peers if p.public_key in in_file
+                      and not all(routes.covers(cidr) for cidr in _device.routed_ips(p))]
+        if routes_for:
+            device.drift.append("routes")
+            device.action = "live"
+    return InterfacePlan(req.name, path, "present", existing, desired, live, diff, device, key_source, live_only,
+                         routes_for, live_settings)
 
 
 def apply(plan: InterfacePlan, req: InterfaceRequest, original: str | None) -> dict:
@@ -264,7 +281,10 @@ def apply(plan: InterfacePlan, req: InterfaceRequest, original: str | None) -> d
             out["implementation"] = _device.running_implementation(name)
         elif action == "live":
             done.add("live")
-            _device.set_interface(name, plan.desired.private_key, plan.desired.listen_port, plan.desired.fwmark)
+            if plan.live_settings:
+                _device.set_interface(name, plan.desired.private_key, plan.desired.listen_port, plan.desired.fwmark)
+            if plan.routes_for:
+                _device.add_routes(name, plan.desired, plan.routes_for)  # takes its own back if it fails
     except BaseException as exc:
         if staged is not None:
             staged.discard()
@@ -298,7 +318,7 @@ def _put_back(plan: InterfacePlan, req: InterfaceRequest, original: str | None, 
     if backup:
         with contextlib.suppress(OSError):
             os.unlink(backup)
-    if "live" in done and plan.live is not None:
+    if "live" in done and plan.live is not None and plan.live_settings:
         attempt(f"the settings of {name}", _device.set_interface,
                 name, plan.live.private_key, plan.live.listen_port, plan.live.fwmark)
     if "down" in done and plan.existing is not None and not _device.link_exists(name):

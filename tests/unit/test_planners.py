@@ -127,6 +127,21 @@ def test_plan_interface_one_comparison_gives_changed_changes_and_the_write():
     assert (plan.changed, plan.report()["changes"], plan.write_file, plan.fix_mode) == (True, ["mode"], False, True)
 
 
+def test_plan_interface_counts_file_peers_without_their_routes_as_drift_repaired_live():
+    peer = Peer(A, allowed_ips=["10.50.0.0/24"])
+    file, live = FILE.replace(peers=(peer,)), LIVE.replace(peers=(peer,))
+    lacking = Routes([ipaddress.ip_network("10.10.0.0/24")])
+    plan = plan_interface(request(), "/x/wg0.conf", file, live, None, True, lacking)
+    assert (plan.changed, plan.device.action, plan.report()["drift"], plan.routes_for) == (True, "live", ["routes"],
+                                                                                            [peer])
+    assert plan.live_settings is False and plan.write_file is False
+    routed = Routes(ipaddress.ip_network(n) for n in ("10.10.0.0/24", "10.50.0.0/24"))
+    assert plan_interface(request(), "/x/wg0.conf", file, live, None, True, routed).changed is False
+    # A restart adds every route anyway; without routes read (Table = off) there is nothing to add.
+    assert plan_interface(request(mtu=1380), "/x/wg0.conf", file, live, None, True, lacking).routes_for == []
+    assert plan_interface(request(), "/x/wg0.conf", file, live, None, True, None).changed is False
+
+
 def test_plan_interface_predicts_a_generated_key_in_check_mode_and_makes_none():
     keyless = FILE.replace(private_key=None)
     plan = plan_interface(request(), "/x/wg0.conf", keyless, None, None, True)
