@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from . import _device, _files, _peers
 from ._errors import WgError, WgValueError
@@ -142,6 +142,7 @@ class HostInterface:
     unreadable: str | None = None  # why the file could not be parsed
     live: Interface | None = None
     loose_mode: bool = False  # group or others may read or write the file (it holds the private key)
+    routes: _device.Routes | None = field(default=None, repr=False)  # of a running device, in its file's table
 
 
 def observe(config_dir: str, names) -> dict[str, HostInterface]:
@@ -165,6 +166,8 @@ def observe(config_dir: str, names) -> dict[str, HostInterface]:
             except (WgValueError, UnicodeDecodeError) as exc:
                 host.unreadable = str(exc) if isinstance(exc, WgValueError) else "not UTF-8 text"
         host.live = _device.read_dump(name)
+        if host.live is not None:
+            host.routes = _device.read_routes(name, host.existing or Interface())
         out[name] = host
     return out
 
@@ -182,6 +185,9 @@ class RestorePlan:
     upsert: list = field(default_factory=list)
     remove: list = field(default_factory=list)
     live_settings: bool = False
+    routes: _device.Routes | None = field(default=None, repr=False)  # the running device's, as observed
+    apply: bool = False  # how it was planned, to plan again under the lock
+    force: bool = False
 
     @property
     def changed(self) -> bool:
@@ -225,9 +231,16 @@ def plan_restore(state: dict[str, Interface], observed: dict[str, HostInterface]
             )
         # A file others may read is rewritten too (0600), as wg_interface and wg_peer make it.
         plan = RestorePlan(name, host.path, desired, existing, live,
-                           file_changed=existing != desired or host.loose_mode, original=host.original)
+                           file_changed=existing != desired or host.loose_mode, original=host.original,
+                           routes=host.routes, apply=apply, force=force)
         if apply:
             _plan_live(plan)
+            if plan.action == "restart" and host.unreadable:
+                # wg-quick down would read that file (a huge one keeps bash busy for many minutes) and run
+                # whatever hooks it holds: a file that cannot be parsed is never handed to wg-quick.
+                raise WgError(f"{host.path} cannot be parsed ({host.unreadable}), and {name} is running: the "
+                              f"restore would have to take it down with wg-quick and that file; take {name} down "
+                              f"(ip link delete dev {name}) or fix the file, then run the restore again")
         plans.append(plan)
     return plans
 
@@ -239,7 +252,7 @@ def _plan_live(plan: RestorePlan) -> None:
         return
     plan.live_settings = plan.action == "live"
     # The snapshot is the whole truth: peers it does not have go.
-    plan.upsert, plan.remove = _peers.live_drift(list(desired.peers), live, True, set())
+    plan.upsert, plan.remove = _peers.live_drift(list(desired.peers), live, True, set(), routes=plan.routes)
     if plan.live_settings or plan.upsert or plan.remove:
         plan.action = "live"
 
@@ -268,8 +281,22 @@ def _remove_strays(plan: RestorePlan) -> None:
         plan.remove.extend(strays)
 
 
+def _plan_again(plan: RestorePlan) -> None:
+    """``plan`` made again from what the host has now; the caller holds the file's lock. Another run (a second
+    restore, wg_peer) may have changed the file or the device since the plan was made: the plan, and so what
+    the module reports, is what this run does."""
+    observed = observe(os.path.dirname(plan.path), [plan.name])
+    (fresh,) = plan_restore({plan.name: plan.desired}, observed, plan.apply, plan.force)
+    for item in fields(fresh):
+        setattr(plan, item.name, getattr(fresh, item.name))
+
+
 def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> None:
-    """Carry out the plans; on a failure the files written are put back, and interfaces restarted come back."""
+    """Carry out the plans; on any failure the files written are put back, and interfaces restarted come back.
+
+    Each new file is written first, beside the old one: a full disk or a read-only directory fails the
+    restore before its interface is taken down.
+    """
     done: list[_Done] = []
     try:
         for plan in plans:
@@ -278,17 +305,25 @@ def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> Non
             config_dir = os.path.dirname(plan.path)
             _files.ensure_dir(config_dir)
             with _files.locked(config_dir, plan.name):
+                _plan_again(plan)
+                if not plan.changed:
+                    continue  # another run did it while this one waited for the lock
                 step = _Done(plan)
                 done.append(step)
-                if plan.action == "restart":
-                    _device.down(plan.path, plan.name)  # with the old file, so its PreDown/PostDown run
-                    step.stopped = True
-                if plan.file_changed:
-                    _files.write_config(plan.path, plan.desired)
-                    step.written = True
+                staged = _files.stage(plan.path, render(plan.desired)) if plan.file_changed else None
+                try:
+                    if plan.action == "restart":
+                        step.stopped = True
+                        _device.down(plan.path, plan.name)  # with the old file, so its PreDown/PostDown run
+                    if staged is not None:
+                        step.written = True
+                        staged.commit()
+                finally:
+                    if staged is not None:
+                        staged.discard()  # nothing left to drop once it was committed
                 if plan.action in ("up", "restart"):
-                    _device.up(plan.path, implementation)
                     step.started = True
+                    _device.up(plan.path, implementation)
                     _remove_strays(plan)
                 elif plan.action == "live":
                     if plan.live_settings:
@@ -301,18 +336,33 @@ def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> Non
                 if plan.action != "none":
                     # wgrest's last dump must not give a restart the peers the snapshot does not have.
                     plan.remove.extend(k for k in prune_dump(plan.desired, plan.name) if k not in plan.remove)
-    except WgError:
-        # Put the host back as it was: files, interface starts and live peer changes.
-        for step in reversed(done):
-            plan = step.plan
-            if step.live is not None:
-                _device.undo(step.live)
-            if plan.action in ("up", "restart") and _device.link_exists(plan.name):
-                with contextlib.suppress(WgError):
-                    _device.down(plan.path, plan.name)
-            if step.written:
-                _files.put_back(plan.path, plan.original)
-            if step.stopped and plan.original is not None and not _device.link_exists(plan.name):
-                with contextlib.suppress(WgError):
-                    _device.up(plan.path, implementation)
+    except BaseException as exc:
+        failed = _put_back(done, implementation)
+        if isinstance(exc, WgError) and failed:
+            raise WgError(f"{exc} (putting the host back failed too: {'; '.join(failed)})") from None
         raise
+
+
+def _put_back(done: list[_Done], implementation: str) -> list[str]:
+    """The host as it was: files, interface starts and live peer changes, latest first, each step on its own
+    whatever the others do. Returns what could not be put back."""
+    failed: list[str] = []
+
+    def attempt(what: str, action, *args) -> None:
+        try:
+            action(*args)
+        except Exception as exc:  # one step failing must not keep the others from running
+            failed.append(f"{what}: {exc}")
+
+    for step in reversed(done):
+        plan = step.plan
+        if step.live is not None:
+            attempt(f"the peers of {plan.name}", _device.undo, step.live)
+        if step.started and _device.link_exists(plan.name):
+            attempt(f"stopping {plan.name}", _device.down, plan.path, plan.name)
+        if step.written:
+            attempt(f"the file {plan.path}", _files.put_back, plan.path, plan.original)
+        if step.stopped and plan.existing is not None and not _device.link_exists(plan.name):
+            # Only a file that can be parsed goes to wg-quick.
+            attempt(f"starting {plan.name} again", _device.up, plan.path, implementation)
+    return failed

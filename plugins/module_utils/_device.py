@@ -33,6 +33,7 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -48,21 +49,47 @@ SOCKET_DIR = "/var/run/wireguard"
 DAEMON_EXIT_TIMEOUT = 10.0
 
 
+# Every command the modules run (wg, wg-quick, ip) ends within this many seconds, or is stopped with
+# everything it started: a hook that hangs, or bash reading a huge file line by line, cannot hold a run for ever.
+COMMAND_TIMEOUT = 300.0
+
+
 def run(argv, stdin: str | None = None, env: dict | None = None, check: bool = True,
         new_session: bool = False) -> subprocess.CompletedProcess:
-    """Run a command; ``new_session`` puts it (and any daemon it leaves behind) in a session of its own."""
+    """Run a command, bounded by COMMAND_TIMEOUT.
+
+    Every command runs in a session of its own, so that one out of time is stopped together with what it
+    started; ``new_session`` says that the caller relies on it (wg-quick: a wireguard-go it starts must not
+    stay in our process group, see the module's docstring).
+    """
     full_env = None
     if env:
         full_env = dict(os.environ)
         full_env.update(env)
     try:
-        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=full_env, check=False,
-                              start_new_session=new_session)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+                                start_new_session=True)
     except FileNotFoundError:
         raise WgError(f"{argv[0]}: command not found; install wireguard-tools (and wireguard-go without the kernel module)") from None
-    if check and proc.returncode != 0:
-        raise WgCommandError(argv, proc.returncode, proc.stderr)
-    return proc
+    with proc:
+        try:
+            stdout, stderr = proc.communicate(stdin, timeout=COMMAND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=5)
+            raise WgError(f"{_command(argv)} did not finish within {COMMAND_TIMEOUT:.0f} s and was stopped") from None
+    result = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+    if check and result.returncode != 0:
+        raise WgCommandError(argv, result.returncode, stderr)
+    return result
+
+
+def _command(argv) -> str:
+    text = " ".join(argv)
+    return text if len(text) <= 200 else f"{text[:180]}... ({len(argv)} arguments)"
 
 
 def link_exists(name: str) -> bool:
@@ -355,15 +382,18 @@ def change_peers(name: str, iface: Interface, upsert: list[Peer], remove: list[s
         if key in live_map:
             change.before.setdefault(key, live_map[key])
     change.touched += remove + [p.public_key for p in upsert]
-    apply_peers(name, upsert, remove, live_map)
     gone = {c for k in remove for c in live_map[k].allowed_ips}
     for peer in upsert:
         old = live_map.get(peer.public_key)
         if old is not None:
             gone |= set(old.allowed_ips) - set(peer.allowed_ips)
     gone -= {c for p in iface.peers for c in p.allowed_ips}
-    change.routes_added += add_routes(name, iface, upsert)
+    # Routes that go, then the peers, then the new routes: a run killed between two steps leaves either a
+    # peer still on the device (the next run removes it) or a peer without its route (the next run adds it,
+    # see live_drift), never a route that nothing would take away.
     change.routes_removed += remove_routes(name, iface, gone)
+    apply_peers(name, upsert, remove, live_map)
+    change.routes_added += add_routes(name, iface, upsert)
     return change
 
 
@@ -414,6 +444,40 @@ def _table(iface: Interface) -> list[str] | None:
     return [] if table == "auto" else ["table", table]
 
 
+def routed_ips(peer: Peer) -> list[str]:
+    """The allowed IPs of ``peer`` that wg-quick gives a route of their own (a default route is its policy
+    routing's business at start)."""
+    return [cidr for cidr in peer.allowed_ips if not cidr.endswith("/0")]
+
+
+class Routes:
+    """The networks routed through one interface in the table its file names, as :func:`read_routes` read
+    them; :meth:`covers` answers whether a network is reached through them (it or a larger one is routed)."""
+
+    def __init__(self, networks):
+        self._by_length: dict = {}  # (IP version, prefix length) -> network addresses as integers
+        for net in networks:
+            self._by_length.setdefault((net.version, net.prefixlen), set()).add(int(net.network_address))
+
+    def covers(self, cidr: str) -> bool:
+        net = ipaddress.ip_network(cidr, strict=False)
+        bits, address = net.max_prefixlen, int(net.network_address)
+        for (version, length), addresses in self._by_length.items():
+            shift = bits - length
+            if version == net.version and length <= net.prefixlen and (address >> shift << shift) in addresses:
+                return True
+        return False
+
+
+def read_routes(name: str, iface: Interface) -> Routes | None:
+    """The routes through ``name`` in the table of ``iface`` (its Table: auto is the main table, a number or a
+    name that table); None with Table = off, where wg-quick adds none."""
+    select = _table(iface)
+    if select is None:
+        return None
+    return Routes(net for net, _proto in _routes(name, select))
+
+
 def add_routes(name: str, iface: Interface, peers: list[Peer]) -> list[list[str]]:
     """Routes for new AllowedIPs, as wg-quick adds them at start (Table auto or a table of its own).
 
@@ -422,16 +486,11 @@ def add_routes(name: str, iface: Interface, peers: list[Peer]) -> list[list[str]
     ``ip -batch`` call: a server may get thousands of peers at once. Returns the
     routes added.
     """
-    select = _table(iface)
-    wanted = {cidr for peer in peers for cidr in peer.allowed_ips if not cidr.endswith("/0")}
-    if select is None or not wanted:
-        return []  # default routes are wg-quick's business at start (policy routing)
-    routed = [net for net, _proto in _routes(name, select)]
-    added = []
-    for cidr in sorted(wanted):
-        net = ipaddress.ip_network(cidr)
-        if not any(net.version == r.version and net.subnet_of(r) for r in routed):
-            added.append([cidr, "dev", name, *select])
+    wanted = {cidr for peer in peers for cidr in routed_ips(peer)}
+    routed = read_routes(name, iface) if wanted else None
+    if routed is None:
+        return []
+    added = [[cidr, "dev", name, *_table(iface)] for cidr in sorted(wanted) if not routed.covers(cidr)]
     if added:
         try:
             run(["ip", "-batch", "-"], stdin="".join(" ".join(["route", "replace", *r]) + "\n" for r in added))

@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import os
 import re
-import shutil
 import stat
 import time
 
@@ -67,7 +66,10 @@ def loose_mode(path: str) -> int | None:
 
 
 def make_private(path: str) -> None:
-    os.chmod(path, PRIVATE)
+    try:
+        os.chmod(path, PRIVATE)
+    except OSError as exc:
+        raise WgError(f"cannot make {path} private (mode 0600): {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
@@ -91,18 +93,25 @@ def locked(config_dir: str, name: str):
         os.close(fd)
 
 
-# The temporary names this module has used: the fixed one, and mkstemp's (".wg0.conf.k2j4_x9a") before it.
+# The temporary names this module has used: the fixed one, a backup copy's (".wg0.conf.913.<time>~.tmp"),
+# and mkstemp's (".wg0.conf.k2j4_x9a") before them. Backup copies themselves ("wg0.conf.913.<time>~") stay,
+# but never readable by others: older versions made them 0644 for a moment, and a failed one stayed so.
 def _remove_strays(path: str) -> None:
     directory, base = os.path.dirname(path) or ".", os.path.basename(path)
-    pattern = re.compile(rf"^\.{re.escape(base)}\.(tmp|[a-z0-9_]{{8}})\Z")
+    temporary = re.compile(rf"^\.{re.escape(base)}\.(tmp|[a-z0-9_]{{8}}|[0-9]+\.[^/]*~\.tmp)\Z")
+    backup = re.compile(rf"^{re.escape(base)}\.[0-9]+\.[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}@[0-9:]{{8}}~\Z")
     try:
         entries = os.listdir(directory)
     except OSError:
         return
     for entry in entries:
-        if pattern.match(entry):
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if temporary.match(entry):
                 os.unlink(os.path.join(directory, entry))
+            elif backup.match(entry):
+                info = os.lstat(os.path.join(directory, entry))  # a link is not ours: never followed
+                if stat.S_ISREG(info.st_mode) and info.st_mode & 0o077:
+                    os.chmod(os.path.join(directory, entry), PRIVATE)
 
 
 def ensure_dir(config_dir: str) -> bool:
@@ -117,31 +126,65 @@ def ensure_dir(config_dir: str) -> bool:
     return True
 
 
-def _backup_copy(path: str, move: bool = False) -> str:
+def backup_copy(path: str, move: bool = False) -> str | None:
+    """Keep the file as it is now under a name with a timestamp; None when there is no file.
+
+    A copy is made like any write (:func:`stage`): 0600 from its first byte, complete or not there at all.
+    """
+    if not os.path.exists(path):
+        return None
     backup_path = f"{path}.{os.getpid()}.{time.strftime('%Y-%m-%d@%H:%M:%S')}~"
     if move:
-        os.replace(path, backup_path)
-    else:
-        shutil.copy2(path, backup_path)
-    os.chmod(backup_path, PRIVATE)
+        try:
+            os.chmod(path, PRIVATE)
+            os.replace(path, backup_path)
+        except OSError as exc:
+            raise cannot_write(backup_path, exc) from None
+        return backup_path
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise WgError(f"cannot read {path}: {exc.strerror or exc}") from None
+    stage(backup_path, data).commit()
     return backup_path
 
 
-def write_atomic(path: str, text: str | bytes, backup: bool = False) -> str | None:
-    """Write ``text`` (or bytes) to ``path`` through a 0600 temporary file and a rename; the caller holds the lock.
+class Staged:
+    """New content for ``path``, already on disk in the 0600 temporary file beside it: the file system took
+    every byte. :meth:`commit` puts it in place with one rename, :meth:`discard` drops it."""
 
-    Returns the backup copy's path when ``backup`` is set and there was a file.
-    A failure leaves the old file as it was and no temporary file behind.
-    """
-    directory = os.path.dirname(path) or "."
-    ensure_dir(directory)
+    def __init__(self, path: str, tmp: str):
+        self.path, self.tmp = path, tmp
+
+    def commit(self) -> None:
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.discard()
+            raise cannot_write(self.path, exc) from None
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
+def cannot_write(path: str, exc: OSError) -> WgError:
+    return WgError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def stage(path: str, text: str | bytes) -> Staged:
+    """Write ``text`` (or bytes) for ``path`` into its temporary file (0600 from the first byte, synced), not yet
+    in place; the caller holds the lock. A failure (a full disk, a read-only directory) leaves no temporary file
+    and raises a WgError naming ``path``."""
     data = text if isinstance(text, bytes) else text.encode("utf-8")
-    backup_path = _backup_copy(path) if backup and os.path.exists(path) else None
     tmp = temp_path(path)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)  # never reuse a file another process may have opened
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE)
+    fd = -1
     try:
+        ensure_dir(os.path.dirname(path) or ".")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # never reuse a file another process may have opened
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE)
         os.fchmod(fd, PRIVATE)
         view = memoryview(data)
         while view:
@@ -149,12 +192,33 @@ def write_atomic(path: str, text: str | bytes, backup: bool = False) -> str | No
         os.fsync(fd)
         os.close(fd)
         fd = -1
-        os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if fd >= 0:
             os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise cannot_write(path, exc) from None
+        raise
+    return Staged(path, tmp)
+
+
+def write_atomic(path: str, text: str | bytes, backup: bool = False) -> str | None:
+    """Write ``text`` (or bytes) to ``path`` through a 0600 temporary file and a rename; the caller holds the lock.
+
+    Returns the backup copy's path when ``backup`` is set and there was a file.
+    A failure leaves the old file as it was, no temporary file and no backup copy behind.
+    """
+    staged = stage(path, text)
+    backup_path = None
+    try:
+        backup_path = backup_copy(path) if backup else None
+        staged.commit()
+    except BaseException:
+        staged.discard()
+        if backup_path:
+            with contextlib.suppress(OSError):
+                os.unlink(backup_path)
         raise
     return backup_path
 
@@ -165,7 +229,11 @@ def write_config(path: str, iface: Interface, backup: bool = False) -> str | Non
 
 def remove(path: str, backup: bool = False) -> str | None:
     if backup and os.path.exists(path):
-        return _backup_copy(path, move=True)
-    with contextlib.suppress(FileNotFoundError):
+        return backup_copy(path, move=True)
+    try:
         os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise WgError(f"cannot remove {path}: {exc.strerror or exc}") from None
     return None

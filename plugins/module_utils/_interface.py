@@ -117,6 +117,8 @@ class InterfacePlan:
     device: DevicePlan
     key_source: str | None = None
     live_only: list = field(default_factory=list)
+    routes_for: list = field(default_factory=list)  # live peers of the file without the routes wg-quick gives them
+    live_settings: bool = True  # a live action changes the device's own settings (not only routes)
 
     @property
     def write_file(self) -> bool:
@@ -165,7 +167,8 @@ def ensure(req: InterfaceRequest, check_mode: bool) -> dict:
         original = _files.read_raw(path)
         existing = None if original is None else parse(original, source=path)
         live = _device.read_dump(req.name)
-        plan = plan_interface(req, path, existing, live, _files.loose_mode(path), check_mode)
+        routes = _device.read_routes(req.name, existing) if live is not None and existing is not None else None
+        plan = plan_interface(req, path, existing, live, _files.loose_mode(path), check_mode, routes)
         result = {**plan.report(), "diff": plan.diff()}
         if check_mode or not plan.changed:
             return result
@@ -174,8 +177,13 @@ def ensure(req: InterfaceRequest, check_mode: bool) -> dict:
 
 
 def plan_interface(req: InterfaceRequest, path: str, existing: Interface | None, live: Interface | None,
-                   loose_mode: int | None, check_mode: bool) -> InterfacePlan:
-    """The plan of one run. Makes a private key only when one will be written (never in check mode)."""
+                   loose_mode: int | None, check_mode: bool, routes: _device.Routes | None = None) -> InterfacePlan:
+    """The plan of one run. Makes a private key only when one will be written (never in check mode).
+
+    ``routes``: the running interface's, in its file's table (None: not running, or Table = off). A
+    start cut short (a run killed during ``wg-quick up``) leaves peers without the routes wg-quick gives
+    them: that is drift (``routes``), repaired live.
+    """
     diff = DifferenceTracker()
     if req.state == "absent":
         if existing is not None:
@@ -223,24 +231,45 @@ def plan_interface(req: InterfaceRequest, path: str, existing: Interface | None,
         # A restart reloads peers from the file: keep the ones that exist only live.
         desired = desired.replace(peers=base.peers + tuple(live_only))
         diff.add("peers")
-    return InterfacePlan(req.name, path, "present", existing, desired, live, diff, device, key_source, live_only)
+    routes_for, live_settings = [], device.action == "live"
+    if routes is not None and live is not None and device.action in ("none", "live"):
+        in_file = {p.public_key for p in base.peers}
+        routes_for = [p for p in live.peers if p.public_key in in_file
+                      and not all(routes.covers(cidr) for cidr in _device.routed_ips(p))]
+        if routes_for:
+            device.drift.append("routes")
+            device.action = "live"
+    return InterfacePlan(req.name, path, "present", existing, desired, live, diff, device, key_source, live_only,
+                         routes_for, live_settings)
 
 
 def apply(plan: InterfacePlan, req: InterfaceRequest, original: str | None) -> dict:
-    """Carry out ``plan``. On a failure the file (byte for byte) and the device are put back, then the error raised."""
+    """Carry out ``plan``. On any failure the file (byte for byte) and the device are put back, then the error raised.
+
+    The new file is written first, beside the old one (:func:`_files.stage`): a full disk or a read-only
+    directory fails the run there, before the interface is touched. Only then does a restart begin
+    (``wg-quick down`` with the old file, the new one renamed into place, ``wg-quick up``).
+    """
     action, name, path = plan.device.action, plan.name, plan.path
     out: dict = {}
     done: set = set()
+    staged = None
     try:
-        if action in ("down", "restart"):
-            _device.down(path, name)  # with the old file, so that its PreDown/PostDown hooks run
-            done.add("down")
-        done.add("file")
         if plan.write_file:
-            backup = _files.write_config(path, plan.desired, backup=req.backup)
-            if backup:
-                out["backup_file"] = backup
+            staged = _files.stage(path, render(plan.desired))
+            if req.backup:
+                backup = _files.backup_copy(path)
+                if backup:
+                    out["backup_file"] = backup
+        if action in ("down", "restart"):
+            done.add("down")
+            _device.down(path, name)  # with the old file, so that its PreDown/PostDown hooks run
+        if staged is not None:
+            done.add("file")
+            staged.commit()
+            staged = None
         elif plan.remove_file:
+            done.add("file")
             backup = _files.remove(path, backup=req.backup)
             if backup:
                 out["backup_file"] = backup
@@ -252,31 +281,47 @@ def apply(plan: InterfacePlan, req: InterfaceRequest, original: str | None) -> d
             out["implementation"] = _device.running_implementation(name)
         elif action == "live":
             done.add("live")
-            _device.set_interface(name, plan.desired.private_key, plan.desired.listen_port, plan.desired.fwmark)
-    except WgError as exc:
-        _put_back(plan, req, original, out.pop("backup_file", None), done)
+            if plan.live_settings:
+                _device.set_interface(name, plan.desired.private_key, plan.desired.listen_port, plan.desired.fwmark)
+            if plan.routes_for:
+                _device.add_routes(name, plan.desired, plan.routes_for)  # takes its own back if it fails
+    except BaseException as exc:
+        if staged is not None:
+            staged.discard()
+        failed = _put_back(plan, req, original, out.pop("backup_file", None), done)
+        if not isinstance(exc, WgError):
+            raise
+        if failed:
+            raise WgError(f"{exc} (putting the host back failed too: {'; '.join(failed)})") from None
         raise WgError(f"{exc} (the file and the interface were put back as they were)") from None
     return out
 
 
 def _put_back(plan: InterfacePlan, req: InterfaceRequest, original: str | None, backup: str | None,
-              done: set) -> None:
-    """Best effort, each step on its own: the file as it was, then the interface as it ran."""
+              done: set) -> list[str]:
+    """Each step on its own, whatever the others do: the file as it was, then the interface as it ran.
+    Returns what could not be put back."""
     name, path = plan.name, plan.path
+    failed: list[str] = []
+
+    def attempt(what: str, action, *args) -> None:
+        try:
+            action(*args)
+        except Exception as exc:  # one step failing must not keep the others from running
+            failed.append(f"{what}: {exc}")
+
     if "up" in done and _device.link_exists(name):
         # Started, but it failed its check: take it down with the new file, whose PostUp ran.
-        with contextlib.suppress(WgError):
-            _device.down(path, name)
+        attempt(f"stopping {name}", _device.down, path, name)
     if "file" in done:
-        with contextlib.suppress(OSError, WgError):
-            _files.put_back(path, original)
+        attempt(f"the file {path}", _files.put_back, path, original)
     if backup:
         with contextlib.suppress(OSError):
             os.unlink(backup)
-    if "live" in done and plan.live is not None:
-        with contextlib.suppress(WgError):
-            _device.set_interface(name, plan.live.private_key, plan.live.listen_port, plan.live.fwmark)
+    if "live" in done and plan.live is not None and plan.live_settings:
+        attempt(f"the settings of {name}", _device.set_interface,
+                name, plan.live.private_key, plan.live.listen_port, plan.live.fwmark)
     if "down" in done and plan.existing is not None and not _device.link_exists(name):
-        with contextlib.suppress(WgError):
-            _device.up(path, req.implementation,
-                       public_key(plan.existing.private_key) if plan.existing.private_key else None)
+        attempt(f"starting {name} again", _device.up, path, req.implementation,
+                public_key(plan.existing.private_key) if plan.existing.private_key else None)
+    return failed

@@ -2,6 +2,7 @@
 """The Ansible side shared by every module: run the core, turn its errors into fail_json."""
 from __future__ import annotations
 
+import sys
 import traceback
 
 from ._errors import WgError, describe_unexpected, redact_secrets, scrub_keys, secret_guard
@@ -16,7 +17,7 @@ def run_core(module, action, operation: str | None = None) -> None:
     (given, read from a file or the device, generated) is taken out of
     whatever leaves here, and Ansible is told to mask it too.
     """
-    operation = operation or f"running {module._name}"
+    operation = operation or f"running {module_name(module, sys._getframe(1))}"
     with secret_guard() as secrets:
         try:
             result = action()
@@ -36,3 +37,22 @@ def _leave(module, secrets: set, failed: bool, **result) -> None:
     if failed:
         module.fail_json(**result)
     module.exit_json(**result)
+
+
+def module_name(module, caller) -> str:
+    """The name of the module being run, for messages.
+
+    Ansible's controller sends it (``module._name``), but not always: without it
+    AnsibleModule names the file it was defined in, ``basic.py``. Then the name
+    is that of the module file that called :func:`run_core` (AnsiballZ runs it
+    as ``__main__`` with its dotted name in ``__spec__``).
+    """
+    name = getattr(module, "_name", None) or ""
+    if name and not name.endswith(".py"):
+        return name
+    spec = caller.f_globals.get("__spec__")
+    dotted = getattr(spec, "name", None) or caller.f_globals.get("_module_fqn") or ""
+    if not dotted or dotted == "__main__":
+        dotted = caller.f_globals.get("__file__", "") or ""
+        dotted = dotted.rsplit("/", 1)[-1].removesuffix(".py") if dotted else ""
+    return dotted.rsplit(".", 1)[-1] or name or "the module"

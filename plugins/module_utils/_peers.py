@@ -109,7 +109,7 @@ def plan_peers(current: list[Peer], specs: list[PeerSpec], exclusive: bool = Fal
 
 
 def live_drift(desired: list[Peer], live: Interface, exclusive: bool, changed: set[str],
-               removed=()) -> tuple[list[Peer], list[str]]:
+               removed=(), routes: _device.Routes | None = None) -> tuple[list[Peer], list[str]]:
     """Peers to send to the running device, and live peers to remove.
 
     A peer goes live when the plan changed it (``changed``) or its live state
@@ -119,6 +119,10 @@ def live_drift(desired: list[Peer], live: Interface, exclusive: bool, changed: s
     at once: a revoked key must not complete another handshake. Other live peers
     that the file does not know are left alone unless ``exclusive``: an
     application may have added them through the API moments ago.
+
+    ``routes`` (the interface's routes, None with Table = off) makes a peer whose
+    allowed IPs lack the routes wg-quick would give them drift too: it goes to
+    the device as the device has it, and its routes are added again.
     """
     live_map = live.peer_map()
     upsert = []
@@ -126,6 +130,8 @@ def live_drift(desired: list[Peer], live: Interface, exclusive: bool, changed: s
         current = live_map.get(peer.public_key)
         if peer.public_key in changed or current is None or current != peer.replace(name=None, endpoint=current.endpoint):
             upsert.append(peer)
+        elif routes is not None and not all(routes.covers(cidr) for cidr in _device.routed_ips(peer)):
+            upsert.append(current)
     keep = {p.public_key for p in desired}
     gone = set(removed)
     remove = [k for k in live_map if k not in keep and (exclusive or k in gone)]
@@ -200,7 +206,8 @@ class FileBackend:
         if live is not None:
             changed = {p.public_key for p in peers.added + peers.updated}
             plan.upsert, plan.remove = live_drift(peers.desired, live, exclusive, changed,
-                                                  removed=set(peers.removed) | peers.absent)
+                                                  removed=set(peers.removed) | peers.absent,
+                                                  routes=_device.read_routes(self.interface, existing))
         return plan
 
     def apply(self, specs: list[PeerSpec], exclusive: bool, check_mode: bool) -> dict:
@@ -223,7 +230,7 @@ class FileBackend:
                 # Leave the host as it was: the device first (it may be carrying traffic), then the file.
                 _device.undo(change)
                 if plan.write_file:
-                    with contextlib.suppress(OSError):
+                    with contextlib.suppress(OSError, WgError):
                         _files.put_back(self.path, original)
                 if backup_file:
                     with contextlib.suppress(OSError):

@@ -202,7 +202,9 @@ changes:
   elements: str
   sample: [address, mtu]
 drift:
-  description: Settings of the running interface that differed from the file and were brought back in line.
+  description:
+    - Settings of the running interface that differed from the file and were brought back in line; V(routes) when
+      peers of the file lacked the routes wg-quick gives them at start (a start cut short), added live.
   returned: when O(state=present)
   type: list
   elements: str

@@ -180,8 +180,9 @@ peers:
   sample: {added: [xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=], updated: [], removed: []}
 drift:
   description:
-    - Public keys of live peers that differed from the file (or were unknown to it, with O(exclusive=true)) and
-      were brought back in line. Always empty with O(backend=wgrest), where the API is the live state.
+    - Public keys of live peers that differed from the file (or were unknown to it, with O(exclusive=true)), or
+      whose allowed IPs lacked the routes wg-quick gives them (in the interface's table), and were brought back
+      in line. Always empty with O(backend=wgrest), where the API is the live state.
   returned: always
   type: list
   elements: str

@@ -78,3 +78,22 @@ def test_diff_is_dropped_unless_asked_for(capsys):
     assert "diff" not in data
     _out, data = run(lambda: {"changed": False, "diff": {"before": "a", "after": "a"}}, capsys, diff=True)
     assert data["diff"] == {"before": "a", "after": "a"}
+
+
+def test_an_unexpected_error_names_the_module_when_ansible_does_not_send_its_name(capsys):
+    """Without ``_ansible_module_name`` AnsibleModule calls itself ``basic.py``; the module file's name is used."""
+    import types
+
+    def action():
+        raise OSError(28, "No space left on device")
+
+    with patch_module_args({"_ansible_tracebacks_for": ["error"]}):
+        module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+        assert module._name == "basic.py"
+        # run_core called from a module file as AnsiballZ runs it: as __main__, with its dotted name in __spec__.
+        spec = types.SimpleNamespace(name="ansible_collections.wgfleet.wireguard.plugins.modules.wg_peer")
+        with pytest.raises(SystemExit):
+            exec("run_core(module, action)", {"__name__": "__main__", "__spec__": spec, "run_core": run_core,
+                                              "module": module, "action": action})
+    data = json.loads(capsys.readouterr().out)
+    assert data["msg"].startswith("unexpected error while running wg_peer: OSError: "), data["msg"]

@@ -1,8 +1,11 @@
 """The pure planners: what a run would do, from (request, file, device), with neither root nor PostgreSQL."""
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._device import Routes
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgValueError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._interface import (
     InterfaceRequest,
@@ -63,6 +66,21 @@ def test_live_drift_ignores_learned_endpoints_and_takes_revoked_keys_off_the_dev
     assert [p.public_key for p in upsert] == [A]
 
 
+def test_live_drift_counts_a_peer_whose_routes_are_missing():
+    routes = Routes(ipaddress.ip_network(n) for n in ("10.0.0.0/24", "10.9.0.0/16", "fd00:1::/64"))
+    desired = [Peer(A, allowed_ips=["10.0.0.2/32", "10.9.4.0/24"]), Peer(B, allowed_ips=["10.8.0.0/24"]),
+               Peer(C, allowed_ips=["0.0.0.0/0", "fd00:1::5/128"])]
+    live = Interface(peers=[Peer(A, allowed_ips=["10.0.0.2/32", "10.9.4.0/24"], endpoint="172.30.1.9:40000"),
+                            Peer(B, allowed_ips=["10.8.0.0/24"]), Peer(C, allowed_ips=["0.0.0.0/0", "fd00:1::5/128"])])
+    upsert, remove = live_drift(desired, live, False, set(), routes=routes)
+    # Only B lacks a route; it goes to the device as the device has it (a learned endpoint would stay).
+    assert upsert == [live.peer_map()[B]] and remove == []
+    assert live_drift(desired, live, False, set(), routes=None) == ([], [])  # Table = off: no routes wanted
+    assert Routes([ipaddress.ip_network("0.0.0.0/0")]).covers("10.8.0.0/24")
+    assert not Routes([ipaddress.ip_network("10.8.0.0/25")]).covers("10.8.0.0/24")
+    assert not Routes([ipaddress.ip_network("10.0.0.0/8")]).covers("fd00::/64")
+
+
 LIVE = Interface(private_key=KEY, listen_port=51820, address=("10.10.0.1/24", "fd10::1/64"), mtu=1420)
 FILE = Interface(private_key=KEY, listen_port=51820, address=("10.10.0.1/24", "fd10::1/64"))
 
@@ -107,6 +125,21 @@ def test_plan_interface_one_comparison_gives_changed_changes_and_the_write():
         (True, ["mtu"], True, "restart")
     plan = plan_interface(request(), "/x/wg0.conf", FILE, LIVE, 0o644, True)
     assert (plan.changed, plan.report()["changes"], plan.write_file, plan.fix_mode) == (True, ["mode"], False, True)
+
+
+def test_plan_interface_counts_file_peers_without_their_routes_as_drift_repaired_live():
+    peer = Peer(A, allowed_ips=["10.50.0.0/24"])
+    file, live = FILE.replace(peers=(peer,)), LIVE.replace(peers=(peer,))
+    lacking = Routes([ipaddress.ip_network("10.10.0.0/24")])
+    plan = plan_interface(request(), "/x/wg0.conf", file, live, None, True, lacking)
+    assert (plan.changed, plan.device.action, plan.report()["drift"], plan.routes_for) == (True, "live", ["routes"],
+                                                                                            [peer])
+    assert plan.live_settings is False and plan.write_file is False
+    routed = Routes(ipaddress.ip_network(n) for n in ("10.10.0.0/24", "10.50.0.0/24"))
+    assert plan_interface(request(), "/x/wg0.conf", file, live, None, True, routed).changed is False
+    # A restart adds every route anyway; without routes read (Table = off) there is nothing to add.
+    assert plan_interface(request(mtu=1380), "/x/wg0.conf", file, live, None, True, lacking).routes_for == []
+    assert plan_interface(request(), "/x/wg0.conf", file, live, None, True, None).changed is False
 
 
 def test_plan_interface_predicts_a_generated_key_in_check_mode_and_makes_none():
