@@ -21,6 +21,7 @@ author:
 extends_documentation_fragment:
   - wgfleet.wireguard.attributes
   - wgfleet.wireguard.database
+  - wgfleet.wireguard.database.keys
 options:
   server_id:
     description:

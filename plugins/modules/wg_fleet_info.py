@@ -22,7 +22,7 @@ author:
 extends_documentation_fragment:
   - wgfleet.wireguard.attributes
   - wgfleet.wireguard.attributes.info_module
-  - wgfleet.wireguard.database.connection
+  - wgfleet.wireguard.database
 options:
   interval:
     description: The wgrest-sync services' interval in seconds (their C(interval) setting), more than 0, at most 604800.

@@ -22,6 +22,7 @@ author:
 extends_documentation_fragment:
   - wgfleet.wireguard.attributes
   - wgfleet.wireguard.database
+  - wgfleet.wireguard.database.keys
 options:
   server_id:
     description: Server whose state to restore. Defaults to this host's fully qualified domain name.

@@ -26,7 +26,7 @@ author:
   - wgfleet.wireguard contributors (@wgfleet)
 extends_documentation_fragment:
   - wgfleet.wireguard.attributes
-  - wgfleet.wireguard.database.connection
+  - wgfleet.wireguard.database
 options:
   keep_days:
     description: Keep every snapshot taken in the last this many days (0 to 36500; 0 keeps only what the other options keep).

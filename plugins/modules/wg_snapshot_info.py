@@ -18,7 +18,7 @@ author:
 extends_documentation_fragment:
   - wgfleet.wireguard.attributes
   - wgfleet.wireguard.attributes.info_module
-  - wgfleet.wireguard.database.connection
+  - wgfleet.wireguard.database
 options:
   server_id:
     description: The server whose snapshots to list. Defaults to the host's fully qualified domain name.
