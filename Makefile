@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUILD := build/ansible_collections/wgfleet/wireguard
 # python3-cryptography and python3-psycopg2: the managed-host tests run the modules with Debian's own Python.
+# zbar-tools: zbarimg, the independent decoder the tests read wg_client_config's QR codes with.
 DEBS := wireguard-go wireguard-tools iproute2 iptables iputils-ping postgresql git rsync \
-	python3-cryptography python3-psycopg2
+	python3-cryptography python3-psycopg2 zbar-tools
 PG_BIN := /usr/lib/postgresql/15/bin
 # Managed hosts run Python 3.9 to 3.13. The machine's pyenv has them (the pyenv shims do not run: use the real
 # binaries); the python-specific sanity tests run on each one found, and .venv-py39 holds the oldest libraries
