@@ -200,13 +200,13 @@ EXAMPLES = r"""
 - name: Give two laptops the next free addresses of the part of wg0's subnet Ansible allocates from
   wgfleet.wireguard.wg_peer:
     interface: wg0
-    address_pool: [10.10.0.0/25, "fd10::/121"]
+    address_pool: [10.10.0.0/25]
     peers:
       - public_key: TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=
         name: bob-laptop
       - public_key: HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=
         name: carol-laptop
-        expires: "2027-01-31T18:00:00Z"
+        expires: "2035-01-31T18:00:00Z"
   register: laptops
 
 - name: Bob's address (kept on every later run)
