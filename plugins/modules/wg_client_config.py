@@ -8,7 +8,7 @@ module: wg_client_config
 short_description: A person's WireGuard client, on the controller - key pair, wg-quick file, QR code
 version_added: 0.1.0
 description:
-  - Run it on the controller (C(delegate_to: localhost)). It keeps a client's key pair in O(dest_dir) (generated
+  - Run it on the controller (C(delegate_to) V(localhost)). It keeps a client's key pair in O(dest_dir) (generated
     there when missing, so the client's private key never reaches a server) and, with O(address), writes the
     complete wg-quick file the client's user needs, C(<dest_dir>/<name>.conf), and a QR code of it for the
     WireGuard phone apps, C(<dest_dir>/<name>.png).
@@ -78,9 +78,9 @@ options:
   preshared_key:
     description:
       - Keep a preshared key for this client in C(NAME.psk) (made when missing) and put it in the config. Give the
-        same key to the server's peer, for example
-        C(preshared_key: "{{ lookup('file', dest_dir ~ '/NAME.psk') }}") on M(wgfleet.wireguard.wg_peer), with
-        C(no_log: true) on that task.
+        same key to the server's peer, for example with the C(file) lookup of RV(preshared_key_file) as
+        M(wgfleet.wireguard.wg_peer)'s O(wgfleet.wireguard.wg_peer#module:preshared_key), with C(no_log) on
+        that task (see EXAMPLES).
     type: bool
     default: true
   qr_code:
