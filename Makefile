@@ -4,9 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUILD := build/ansible_collections/wgfleet/wireguard
 # python3-cryptography and python3-psycopg2: the managed-host tests run the modules with Debian's own Python.
-# prometheus: the metrics test scrapes wgrest-sync with a real Prometheus.
+# prometheus: the metrics test scrapes wgrest-sync with a real Prometheus. zbar-tools: zbarimg, the independent
+# decoder the tests read wg_client_config's QR codes with.
 DEBS := wireguard-go wireguard-tools iproute2 iptables iputils-ping postgresql git rsync \
-	python3-cryptography python3-psycopg2 prometheus
+	python3-cryptography python3-psycopg2 prometheus zbar-tools
 PG_BIN := /usr/lib/postgresql/15/bin
 # Managed hosts run Python 3.9 to 3.13. The machine's pyenv has them (the pyenv shims do not run: use the real
 # binaries); the python-specific sanity tests run on each one found, and .venv-py39 holds the oldest libraries
@@ -29,7 +30,7 @@ export WGFLEET_WGREST_BINARY ?= $(WGFLEET_WGREST_VENDOR)/wgrest-v2.0.0-alpha.1-l
 # Tests fail instead of skipping when a real part (the vendored wgrest, a managed-host Python) is missing.
 export WGFLEET_NO_SKIP := 1
 
-.PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab lab-down lab-rebuild lab-report lab-destroy bench clean
+.PHONY: test deps venv lint sanity unit integration molecule engine lab-images lab lab-down lab-rebuild lab-report lab-playbook lab-destroy bench clean
 
 test: deps venv lint sanity unit integration molecule
 
@@ -110,6 +111,8 @@ engine:
 	fi
 
 lab-images: engine venv
+	@echo "lab-images: the lab's Debian images (kept while their inputs are unchanged: seconds;" \
+	  "else debootstrap and apt, about 6 minutes, silent between its steps)"
 	scripts/lab/build-images.sh
 
 # The default scenario: converge (site.yml), idempotence, verify, then the restore drill (restore-drill.yml:
@@ -122,7 +125,9 @@ molecule: deps venv lab-images
 # kept in .lab/ of the checkout. `make lab-down` removes every container and network it made.
 LAB_STATE := $(CURDIR)/.lab
 lab: deps venv lab-images
+	@echo "make lab: molecule converge: the lab's hosts and network, then prepare and site.yml (about 5 minutes)"
 	MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) $(MOLECULE) converge
+	@echo "make lab: a peer made through srv1's API as an application makes it, and the client configs"
 	$(LAB_PLAYBOOK) molecule/shared/lab-info.yml
 	@cat $(LAB_STATE)/lab-info.txt
 
@@ -138,7 +143,9 @@ LAB_PLAYBOOK := MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) MOLECULE_FILE=$(LAB_ST
 HOST ?= wgfleet-lab-srv1
 lab-rebuild: venv
 	@test -f $(LAB_STATE)/molecule.yml || { echo "no lab: run make lab first"; exit 2; }
+	@echo "lab-rebuild: destroying $(HOST) and everything in it, then a fresh empty host on its address"
 	$(LAB_PLAYBOOK) molecule/shared/replace-host.yml -e lab_replace=$(HOST)
+	@echo "lab-rebuild: restore-server.yml --limit $(HOST) (about 3 minutes)"
 	$(LAB_PLAYBOOK) restore-server.yml --limit $(HOST)
 
 # On the running lab: the fleet report from the database (playbooks/fleet_report.yml, the lab's monitor login),
@@ -146,6 +153,15 @@ lab-rebuild: venv
 lab-report: venv
 	@test -f $(LAB_STATE)/molecule.yml || { echo "no lab: run make lab first"; exit 2; }
 	$(LAB_PLAYBOOK) playbooks/fleet_report.yml -e wgfleet_report_drift=true
+
+# Any playbook or runbook against the running lab, with its inventory, secrets and settings (the checkout's own
+# collection): make lab-playbook PLAYBOOK=playbooks/backup.yml ARGS='--limit wgfleet-lab-srv1'
+PLAYBOOK ?=
+ARGS ?=
+lab-playbook: venv
+	@test -f $(LAB_STATE)/molecule.yml || { echo "no lab: run make lab first"; exit 2; }
+	@test -n "$(PLAYBOOK)" || { echo "usage: make lab-playbook PLAYBOOK=site.yml [ARGS='--limit wgfleet-lab-srv1 --check']"; exit 2; }
+	$(LAB_PLAYBOOK) $(PLAYBOOK) $(ARGS)
 
 # Remove the lab of a `molecule converge` run by hand (inner containers first, then the hosts and the network).
 lab-destroy: venv

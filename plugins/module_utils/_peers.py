@@ -9,16 +9,19 @@ REST backend (wgrest) applies the same plan through its API.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 from dataclasses import dataclass, field
 
 from . import _device, _files
+from ._addresses import Allocator, interface_subnets, parse_pool
 from ._errors import WgError, WgValueError, shown
+from ._expiry import has_passed, normalize_expiry
 from ._keys import check_key
 from ._wgconf import Interface, Peer, check_ifname, check_path, check_unique_allowed_ips, parse, render
 
 # Per-peer options a user sets; None means "keep what the peer has".
-PEER_OPTIONS = ("allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name")
+PEER_OPTIONS = ("allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name", "expires")
 
 
 @dataclass
@@ -30,6 +33,9 @@ class PeerSpec:
     preshared_key: str | None = field(default=None, repr=False)
     persistent_keepalive: int | None = None
     name: str | None = None
+    expires: str | None = None
+    # Where the spec came from ("peers[3]"), for messages.
+    where: str = field(default="", repr=False, compare=False)
 
     @classmethod
     def from_params(cls, params: dict, where: str = "") -> PeerSpec:
@@ -42,7 +48,13 @@ class PeerSpec:
         state = params.get("state") or "present"
         if state not in ("present", "absent"):
             raise WgValueError(f"{prefix}state: {shown(state)} is not present or absent")
-        return cls(**{k: params.get(k) for k in ("public_key", *PEER_OPTIONS)}, state=state)
+        values = {k: params.get(k) for k in ("public_key", *PEER_OPTIONS)}
+        expires = normalize_expiry(f"{prefix}expires", values["expires"])
+        values["expires"] = "" if values["expires"] == "" else expires
+        return cls(**values, state=state, where=where)
+
+    def option(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
 
     def build(self, current: Peer | None) -> Peer:
         """The peer as it should be: ``current`` with every option that was given applied."""
@@ -108,6 +120,105 @@ def plan_peers(current: list[Peer], specs: list[PeerSpec], exclusive: bool = Fal
     return plan
 
 
+def apply_expiry(current: list[Peer], specs: list[PeerSpec], now=None) -> tuple[list[PeerSpec], list[str]]:
+    """Turn every peer whose expiry has passed into a revocation (``state: absent``); say which.
+
+    The expiry a spec gives wins over the one the peer carries (``''`` clears it). A
+    peer the interface does not hold, given an expiry that has passed, is an error:
+    adding it would revoke it at once (a typo in a year, or an inventory entry that
+    expired and was revoked before: remove it, or set ``state: absent``).
+    """
+    by_key = {p.public_key: p for p in current}
+    named = set()
+    out, expired = [], []
+    for spec in specs:
+        named.add(spec.public_key)
+        held = by_key.get(spec.public_key)
+        if spec.state != "present":
+            out.append(spec)
+            continue
+        when = spec.expires if spec.expires is not None else (held.expires if held else None)
+        if not has_passed(when or None, now):
+            out.append(spec)
+        elif held is None:
+            raise WgValueError(
+                f"{spec.option('expires')}: {when} is in the past, so peer {spec.public_key} would be revoked as "
+                "soon as it was added; give a later time (if it expired and was revoked already, remove it from "
+                "the list or set state: absent)")
+        else:
+            out.append(PeerSpec(public_key=spec.public_key, state="absent", where=spec.where))
+            expired.append(spec.public_key)
+    for peer in current:
+        if peer.public_key not in named and has_passed(peer.expires, now):
+            out.append(PeerSpec(public_key=peer.public_key, state="absent"))
+            expired.append(peer.public_key)
+    return out, expired
+
+
+def allocate_addresses(current: list[Peer], specs: list[PeerSpec], pool, subnets, held=(),
+                       option: str = "address_pool") -> tuple[list[PeerSpec], dict]:
+    """Give each present peer without ``allowed_ips`` the next free address of each pool network.
+
+    A peer that has an address inside the interface's subnet of a family keeps it
+    (so a later run changes nothing); one without gets the lowest free address of
+    that family's pool network. ``held``: allowed IPs of peers the interface's file
+    does not list (the live device, the API), which are never handed out.
+    Returns the specs (allowed IPs filled in) and the addresses given, by public key.
+    """
+    if not pool:
+        return specs, {}
+    by_key = {p.public_key: p for p in current}
+    taken = [ip for p in current for ip in p.allowed_ips] + list(held)
+    taken += [ip for s in specs if s.state == "present" and s.allowed_ips for ip in s.allowed_ips]
+    allocator = Allocator(pool, subnets, taken)
+    out, given = [], {}
+    for spec in specs:
+        if spec.state != "present" or spec.allowed_ips is not None:
+            out.append(spec)
+            continue
+        base = list(by_key[spec.public_key].allowed_ips) if spec.public_key in by_key else []
+        new = []
+        for net in pool:
+            subnet = allocator.family_subnet(net.version)
+            if not any(_inside(ip, subnet) for ip in base):
+                new.append(allocator.next_free(net, option, spec.public_key))
+        if new:
+            given[spec.public_key] = new
+            spec = PeerSpec(**{**vars(spec), "allowed_ips": base + new})
+        out.append(spec)
+    return out, given
+
+
+def prepare_specs(existing: Interface, specs: list[PeerSpec], address_pool, live: Interface | None = None,
+                  now=None, api_peers=()) -> tuple[list[PeerSpec], dict]:
+    """Expiry, then allocation: the specs as plan_peers takes them, and what the result reports of both.
+
+    ``existing`` is the interface's file (its Address lines give the subnets); the
+    peers of ``live`` and ``api_peers`` hold their addresses too.
+    """
+    specs, expired = apply_expiry(list(existing.peers), specs, now)
+    pool = ()
+    if address_pool is not None:
+        subnets = interface_subnets("address_pool", existing.address)
+        pool = parse_pool("address_pool", address_pool, subnets)
+    held = [ip for p in (live.peers if live else ()) for ip in p.allowed_ips]
+    held += [ip for p in api_peers for ip in p.allowed_ips]
+    specs, given = allocate_addresses(list(existing.peers), specs, pool,
+                                      interface_subnets("address_pool", existing.address), held)
+    return specs, {"expired": expired, "allocated": given}
+
+
+def _inside(cidr: str, subnet) -> bool:
+    net = ipaddress.ip_network(cidr, strict=False)
+    return subnet is not None and net.version == subnet.version and net.subnet_of(subnet)
+
+
+def peer_addresses(desired: list[Peer], specs: list[PeerSpec]) -> dict:
+    """The allowed IPs of every present peer the run named, by public key (what a client config needs)."""
+    named = {s.public_key for s in specs if s.state == "present"}
+    return {p.public_key: list(p.allowed_ips) for p in desired if p.public_key in named}
+
+
 def live_drift(desired: list[Peer], live: Interface, exclusive: bool, changed: set[str],
                removed=(), routes: _device.Routes | None = None) -> tuple[list[Peer], list[str]]:
     """Peers to send to the running device, and live peers to remove.
@@ -128,7 +239,8 @@ def live_drift(desired: list[Peer], live: Interface, exclusive: bool, changed: s
     upsert = []
     for peer in desired:
         current = live_map.get(peer.public_key)
-        if peer.public_key in changed or current is None or current != peer.replace(name=None, endpoint=current.endpoint):
+        if peer.public_key in changed or current is None \
+                or current != peer.replace(name=None, expires=None, endpoint=current.endpoint):
             upsert.append(peer)
         elif routes is not None and not all(routes.covers(cidr) for cidr in _device.routed_ips(peer)):
             upsert.append(current)
@@ -150,6 +262,8 @@ class FilePeerPlan:
     upsert: list = field(default_factory=list)
     remove: list = field(default_factory=list)
     fix_mode: bool = False
+    # Allocation and expiry: addresses (by key), allocated (by key), expired (keys).
+    extra: dict = field(default_factory=dict)
 
     @property
     def write_file(self) -> bool:
@@ -176,6 +290,7 @@ class FilePeerPlan:
             "peer_count": len(self.desired.peers),
             "changes": (["peers"] if self.write_file else []) + (["mode"] if self.fix_mode else []),
             "applied": "live" if self.live_change else ("file" if self.write_file or self.fix_mode else "none"),
+            **self.extra,
         }
 
     def diff(self) -> dict:
@@ -186,12 +301,16 @@ class FilePeerPlan:
 class FileBackend:
     """Peers kept in the wg-quick file and, when the interface runs, on the device."""
 
-    def __init__(self, interface: str, config_dir: str = "/etc/wireguard", backup: bool = False):
+    def __init__(self, interface: str, config_dir: str = "/etc/wireguard", backup: bool = False,
+                 address_pool=None, now=None):
         self.interface = check_ifname("interface", interface)
         check_path("config_dir", config_dir)
         self.path = _files.config_path(config_dir, interface)
         self.config_dir = config_dir
         self.backup = backup
+        # Checked against the interface's subnet once the file is read.
+        self.address_pool = address_pool
+        self.now = now
 
     def plan(self, specs: list[PeerSpec], exclusive: bool, original: str | None) -> FilePeerPlan:
         existing = None if original is None else parse(original, source=self.path)
@@ -199,10 +318,12 @@ class FileBackend:
             raise WgValueError(
                 f"interface: {self.interface!r} does not exist (no {self.path}); create it with wg_interface first"
             )
+        live = _device.read_dump(self.interface)
+        specs, extra = prepare_specs(existing, specs, self.address_pool, live, self.now)
         peers = plan_peers(list(existing.peers), specs, exclusive)
         desired = existing.replace(peers=tuple(peers.desired))
-        live = _device.read_dump(self.interface)
         plan = FilePeerPlan(self.path, existing, desired, peers, live, fix_mode=_files.loose_mode(self.path) is not None)
+        plan.extra = {**extra, "addresses": peer_addresses(peers.desired, specs)}
         if live is not None:
             changed = {p.public_key for p in peers.added + peers.updated}
             plan.upsert, plan.remove = live_drift(peers.desired, live, exclusive, changed,

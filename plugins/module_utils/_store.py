@@ -494,7 +494,8 @@ def parse_snapshot(value) -> int | str | None:
 
 # --- rows as the model -------------------------------------------------------------------------------------
 
-_PEER_FIELDS = ("public_key", "allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name")
+# "expires" (a wg-quick file comment, not stored) is left out of the rows' __dict__: it reads as its class default, None.
+_PEER_FIELDS = ("public_key", "allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name", "expires")
 # Rows whose format-2 digest was checked under the user's key are what a save of this format wrote from a
 # validated model: they are built without validating again (it is most of a restore's time otherwise).
 # Only while the model has exactly these fields; anything else is built through its constructor.

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from ._errors import REDACTED, WgValueError, shown
+from ._expiry import EXPIRES_COMMENT, check_canonical
 from ._keys import check_key
 
 # Linux interface names as wg-quick accepts them. Anchored with \Z: "$" would let a final newline through.
@@ -276,10 +277,13 @@ class Peer:
     preshared_key: str | None = field(default=None, repr=False)
     persistent_keepalive: int = 0
     name: str | None = None
+    # When the peer is revoked (canonical UTC text, ``_expiry``); kept as a comment line, as the label is.
+    expires: str | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__
         check_key("public_key", self.public_key)
+        set_(self, "expires", check_canonical("expires", self.expires))
         if self.preshared_key is not None:
             check_key("preshared_key", self.preshared_key, secret=True)
         set_(self, "allowed_ips", normalize_allowed_ips("allowed_ips", self.allowed_ips))
@@ -417,7 +421,7 @@ def parse(text: str, source: str = "<config>") -> Interface:
     are trimmed at both ends, as wg-quick trims them; the others go to ``wg``,
     which drops every space in a line. Keys are case-insensitive, list keys may
     repeat and hold comma-separated values. The ``# Name =`` comment inside a
-    [Peer] section is kept as that peer's label. Errors name the file and line
+    [Peer] section is kept as that peer's label, ``# Expires =`` as its expiry. Errors name the file and line
     but never quote a line: any line may hold a key.
     """
     iface: dict = {}
@@ -428,6 +432,9 @@ def parse(text: str, source: str = "<config>") -> Interface:
         line = raw.strip(_SPACE)
         if section == "peer" and line[:8].lower() == "# name =":
             current["name"] = line.split("=", 1)[1]
+            continue
+        if section == "peer" and line[:11].lower() == "# expires =":
+            current["expires"] = line.split("=", 1)[1].strip(_SPACE)
             continue
         stripped = line.split("#", 1)[0].strip(_SPACE)
         if not stripped:
@@ -551,6 +558,8 @@ def render_peer(peer: Peer, redact: bool = False, wg_only: bool = False, explici
     lines = ["", "[Peer]"]
     if peer.name and not wg_only:
         lines.append(_line(NAME_COMMENT, "name", peer.name, comment=True))
+    if peer.expires and not wg_only:
+        lines.append(_line(EXPIRES_COMMENT, "expires", peer.expires, comment=True))
     lines.append(_line("PublicKey", "public_key", peer.public_key))
     if peer.preshared_key:
         lines.append(_line("PresharedKey", "preshared_key", REDACTED if redact else peer.preshared_key))

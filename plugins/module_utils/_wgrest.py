@@ -31,9 +31,10 @@ import urllib.parse
 import urllib.request
 
 from . import _files
+from ._addresses import interface_subnets, parse_pool
 from ._errors import WgError, WgValueError, scrub_keys
 from ._keys import url_safe
-from ._peers import PeerSpec, plan_peers
+from ._peers import PeerSpec, allocate_addresses, peer_addresses, plan_peers
 from ._wgconf import Interface, Peer, check_ifname, render, render_peer
 
 DEFAULT_API_URL = "http://127.0.0.1:51822"
@@ -446,9 +447,13 @@ class WgrestBackend:
     """Peers of one device, kept by wgrest (and so on the live device). Same surface as FileBackend."""
 
     def __init__(self, interface: str, api_url: str = DEFAULT_API_URL, api_token: str | None = None,
-                 validate_certs: bool = True, timeout: float = 30):
+                 validate_certs: bool = True, timeout: float = 30, address_pool=None,
+                 config_dir: str = "/etc/wireguard"):
         self.interface = check_ifname("interface", interface)
         self.client = WgrestClient(api_url, api_token, validate_certs=validate_certs, timeout=timeout)
+        # Allocation needs the interface's subnet: from its wg-quick file on this host, else its live addresses.
+        self.address_pool = address_pool
+        self.config_dir = config_dir
 
     def read(self) -> list[Peer]:
         try:
@@ -461,10 +466,41 @@ class WgrestBackend:
         return [peer_from_api(p, self.interface) for p in self.client.peers(self.interface)]
 
     def apply(self, specs: list[PeerSpec], exclusive: bool, check_mode: bool) -> dict:
+        for spec in specs:
+            if spec.expires:
+                raise WgValueError(f"{spec.option('expires')}: backend wgrest has no field to keep an expiry; "
+                                   "use backend=file for peers that expire")
+        if self.address_pool is None:
+            return self._apply(specs, exclusive, check_mode)
+        # The file's lock serializes allocating runs on this host (another wg_peer, file or wgrest backend).
+        with _files.locked(self.config_dir, self.interface):
+            return self._apply(specs, exclusive, check_mode)
+
+    def _pool_source(self) -> Interface:
+        """The interface as this host knows it, for its subnets and the file's peers."""
+        path = _files.config_path(self.config_dir, self.interface)
+        known = _files.read_config(path)
+        if known is None:
+            from ._device import addresses_and_mtu, link_exists
+
+            if not link_exists(self.interface):
+                raise WgValueError(f"address_pool: cannot tell the subnet of interface {self.interface!r}: "
+                                   f"no {path} and no such device on this host")
+            known = Interface(address=addresses_and_mtu(self.interface)[0])
+        return known
+
+    def _apply(self, specs: list[PeerSpec], exclusive: bool, check_mode: bool) -> dict:
         labelled = [s for s in specs if s.name]
         # wgrest cannot hold a label: plan without it, so that a label never reads as a change.
         specs = [PeerSpec(**{**vars(s), "name": None}) for s in specs]
         current = self.read()
+        given: dict = {}
+        if self.address_pool is not None:
+            known = self._pool_source()
+            subnets = interface_subnets("address_pool", known.address)
+            pool = parse_pool("address_pool", self.address_pool, subnets)
+            held = [ip for p in known.peers for ip in p.allowed_ips]
+            specs, given = allocate_addresses(current, specs, pool, subnets, held)
         plan = plan_peers(current, specs, exclusive)
         where = f"{self.client.base}/v1/devices/{self.interface}/"
         result = {
@@ -475,6 +511,9 @@ class WgrestBackend:
             "applied": "none",
             "diff": {"before": _render_peers(current), "after": _render_peers(plan.desired),
                      "before_header": where, "after_header": where},
+            "expired": [],
+            "allocated": given,
+            "addresses": peer_addresses(plan.desired, specs),
         }
         if labelled:
             result["warnings"] = [LABEL_WARNING.format(count=len(labelled))]

@@ -52,9 +52,26 @@ options:
     choices: [present, absent]
     default: present
   allowed_ips:
-    description: Networks routed to the peer (C(AllowedIPs)), IPv4 and IPv6 CIDRs; order and duplicates do not matter.
+    description:
+      - Networks routed to the peer (C(AllowedIPs)), IPv4 and IPv6 CIDRs; order and duplicates do not matter.
+      - Left out, with O(address_pool), a peer that has no address of the interface's subnet gets the next free one.
     type: list
     elements: str
+  expires:
+    description:
+      - When the peer's access ends, ISO 8601 with a time zone (V(2027-01-31T18:00:00Z), V(2027-01-31T19:00:00+01:00)),
+        a date (midnight UTC at its start) or a Unix timestamp. V('') removes the expiry.
+      - Kept in the wg-quick file as the peer's C(# Expires =) comment line, in UTC. The first run of this module
+        on the interface after that time revokes the peer (from the file and from the running device at once, as
+        O(state=absent) does), also when the run does not name it, and lists it in RV(expired); check mode lists
+        what would expire.
+      - A time already past for a peer the interface does not hold is an error (it would be revoked at once; if it
+        expired and was revoked before, remove it from the list or set O(state=absent)).
+      - Not with O(backend=wgrest), which has no field to keep it.
+      - The database (M(wgfleet.wireguard.wg_backup), wgrest-sync) does not store it yet, so a server rebuilt
+        with M(wgfleet.wireguard.wg_restore) has the peer without its expiry; run the inventory's O(peers) (with
+        their O(expires)) after a restore to put the expiries back.
+    type: str
   endpoint:
     description: Where the peer is reached, C(host:port); an IPv6 address in brackets, C([2001:db8::1]:51820).
     type: str
@@ -100,6 +117,24 @@ options:
       name:
         description: As O(name).
         type: str
+      expires:
+        description: As O(expires).
+        type: str
+  address_pool:
+    description:
+      - Networks to allocate peer addresses from, one per address family, each inside the interface's subnet (its
+        C(Address)), for example V([10.10.0.0/25, fd10::/121]).
+      - A present peer listed without O(allowed_ips) that has no address in the interface's subnet of a family gets
+        the lowest free address of that family's pool network as a host route (C(/32), C(/128)); a peer that has
+        one keeps it, so later runs change nothing. Free means held by no peer of the file, of the running device
+        or of wgrest (peers applications made through the API), and not the interface's own, network or
+        broadcast address.
+      - Runs on one host allocate one at a time (the interface file's lock). Applications that add peers through
+        wgrest must allocate from another part of the subnet than this pool (see docs/applications.md), so that a
+        run and an application never pick the same address at the same moment.
+      - The addresses are returned in RV(addresses) and RV(allocated).
+    type: list
+    elements: str
   exclusive:
     description:
       - V(false) never removes a peer that is not named. V(true) removes every peer of the interface that
@@ -165,6 +200,22 @@ EXAMPLES = r"""
         allowed_ips: [10.10.0.4/32, fd10::4/128]
         endpoint: "[2001:db8::4]:51820"
 
+- name: Give two laptops the next free addresses of the part of wg0's subnet Ansible allocates from
+  wgfleet.wireguard.wg_peer:
+    interface: wg0
+    address_pool: [10.10.0.0/25]
+    peers:
+      - public_key: TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=
+        name: bob-laptop
+      - public_key: HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=
+        name: carol-laptop
+        expires: "2035-01-31T18:00:00Z"
+  register: laptops
+
+- name: Bob's address (kept on every later run)
+  ansible.builtin.debug:
+    msg: "{{ laptops.addresses['TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0='] }}"
+
 - name: Remove a peer
   wgfleet.wireguard.wg_peer:
     interface: wg0
@@ -203,6 +254,21 @@ applied:
       or V(api) (through wgrest).
   returned: always
   type: str
+addresses:
+  description: The allowed IPs of every present peer the task listed, by public key, after the change.
+  returned: always
+  type: dict
+  sample: {TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=: [10.10.0.2/32, "fd10::2/128"]}
+allocated:
+  description: The addresses this run gave out from O(address_pool), by public key (in check mode, would give).
+  returned: always
+  type: dict
+  sample: {TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=: [10.10.0.2/32, "fd10::2/128"]}
+expired:
+  description: Public keys of the peers revoked because their O(expires) had passed (in check mode, would be).
+  returned: always
+  type: list
+  elements: str
 backup_file:
   description: Path of the copy of the previous file.
   returned: when O(backup=true) and the file changed
@@ -222,6 +288,7 @@ PEER_SPEC = {
     "preshared_key": {"type": "str", "no_log": True},
     "persistent_keepalive": {"type": "int"},
     "name": {"type": "str"},
+    "expires": {"type": "str"},
 }
 
 
@@ -235,8 +302,11 @@ def make_backend(params):
             api_token=params["api_token"],
             validate_certs=params["validate_certs"],
             timeout=params["api_timeout"],
+            address_pool=params["address_pool"],
+            config_dir=params["config_dir"],
         )
-    return FileBackend(params["interface"], config_dir=params["config_dir"], backup=params["backup"])
+    return FileBackend(params["interface"], config_dir=params["config_dir"], backup=params["backup"],
+                       address_pool=params["address_pool"])
 
 
 def main():
@@ -247,6 +317,7 @@ def main():
             "public_key": {"type": "str"},
             "peers": {"type": "list", "elements": "dict", "options": PEER_SPEC},
             "exclusive": {"type": "bool", "default": False},
+            "address_pool": {"type": "list", "elements": "str"},
             "config_dir": {"type": "path", "default": "/etc/wireguard"},
             "backup": {"type": "bool", "default": False},
             "backend": {"type": "str", "default": "file", "choices": ["file", "wgrest"]},

@@ -33,7 +33,8 @@ OPTIONS = {
                    "pre_up", "post_up", "pre_down", "post_down", "config_dir", "up", "implementation", "backup",
                    "api_peers_dir"],
     wg_peer: ["interface", "public_key", "state", "allowed_ips", "endpoint", "preshared_key", "persistent_keepalive",
-              "name", "peers", "exclusive", "config_dir", "backup", "backend", "api_token", "api_timeout"],
+              "name", "peers", "exclusive", "config_dir", "backup", "backend", "api_token", "api_timeout",
+              "expires", "address_pool"],
 }
 
 
@@ -47,6 +48,7 @@ def call(module, args) -> tuple[str, dict]:
 
 # Every line the renderer may write, read without the collection's parser.
 LINE = re.compile(r"^(|\[Interface\]|\[Peer\]|# Name = [^\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+|"
+                  r"# Expires = \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ|"
                   r"(Address|ListenPort|FwMark|PrivateKey|DNS|MTU|Table|PreUp|PostUp|PreDown|PostDown|SaveConfig|"
                   r"PublicKey|PresharedKey|AllowedIPs|Endpoint|PersistentKeepalive) = "
                   r"[^#\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+)\Z")

@@ -1,0 +1,72 @@
+# Private to the wgfleet.wireguard collection: not a public API.
+"""Peer expiry: one way to read an expiry time, one way to write it, one test of "has it passed".
+
+An expiry is kept in the wg-quick file as the peer's ``# Expires = `` comment line,
+always in UTC as ``YYYY-MM-DDTHH:MM:SSZ`` (what :func:`normalize_expiry` returns), so
+that the file reads the same on every host and two runs compare it as text.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+
+from ._errors import WgValueError, shown
+
+EXPIRES_COMMENT = "# Expires = "
+MAX_EXPIRY = 64
+_CANONICAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
+_DATE_ONLY = re.compile(r"^\d{4}-\d\d-\d\d\Z")
+_UTC = datetime.timezone.utc
+
+
+def normalize_expiry(option: str, value) -> str | None:
+    """``value`` (ISO 8601 with a time zone, a date, or a Unix timestamp) as the canonical UTC text.
+
+    None and '' mean no expiry. A date alone is midnight UTC at its start. A time without a
+    zone is refused: which midnight would be meant depends on the host.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise WgValueError(f"{option}: {shown(value)} is not a time (ISO 8601 or a Unix timestamp)")
+    if isinstance(value, (int, float)):
+        try:
+            when = datetime.datetime.fromtimestamp(value, tz=_UTC)
+        except (OverflowError, OSError, ValueError):
+            raise WgValueError(f"{option}: {shown(value)} is not a Unix timestamp that can be used") from None
+        return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not isinstance(value, str):
+        raise WgValueError(f"{option}: {shown(value)} is not a time (ISO 8601 or a Unix timestamp)")
+    text = value.strip(" \t")
+    if len(value) > MAX_EXPIRY or not text.isprintable() or not text.isascii():
+        raise WgValueError(f"{option}: {shown(value)} is not a time (ISO 8601 such as 2027-01-31T18:00:00Z, "
+                           "or a Unix timestamp); it must be one short line")
+    if re.fullmatch(r"\d{1,12}(\.\d+)?", text):
+        return normalize_expiry(option, float(text))
+    if _DATE_ONLY.match(text):
+        text += "T00:00:00+00:00"
+    try:
+        when = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise WgValueError(f"{option}: {shown(value)} is not a time (ISO 8601 such as 2027-01-31T18:00:00Z, "
+                           "or a Unix timestamp)") from None
+    if when.tzinfo is None:
+        raise WgValueError(f"{option}: {shown(value)} has no time zone; add Z (UTC) or an offset such as +01:00")
+    return when.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_canonical(option: str, value) -> str | None:
+    """An expiry as the file and the model keep it (read back from a file: only the canonical form)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _CANONICAL.match(value.strip(" \t")):
+        return normalize_expiry(option, value)
+    return value.strip(" \t")
+
+
+def has_passed(expires: str | None, now: datetime.datetime | None = None) -> bool:
+    """True when the canonical expiry ``expires`` is at or before ``now`` (default: the current UTC time)."""
+    if not expires:
+        return False
+    when = datetime.datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_UTC)
+    return when <= (now or datetime.datetime.now(_UTC))
