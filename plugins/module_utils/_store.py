@@ -471,11 +471,10 @@ class _PeerRows(io.TextIOBase):
     opened (its preshared key decrypted), made into a peer and its digest input as it arrives, so Python
     works while PostgreSQL is still sending (on the other core).
 
-    Fields (see _copy_peers_out): interface, public key, allowed IPs, endpoint, keepalive, name, preshared key,
-    and the row digest: the digest itself (``\\\\x<hex>``) when rows are checked one by one, only its length
-    when the snapshot is sealed (the interface's state digest then proves every row; the length tells a
-    format-2 row). A failure is kept and raised after the COPY (an exception inside it would leave the
-    connection mid-COPY).
+    Fields (see _copy_peers_out): interface, public key, allowed IPs, endpoint, keepalive, name, preshared key
+    (hex), and the row digest (hex) when rows are checked one by one, or only its length when the snapshot is
+    sealed (the interface's state digest then proves every row; the length tells a format-2 row). A failure
+    is kept and raised after the COPY (an exception inside it would leave the connection mid-COPY).
     """
 
     def __init__(self, store, server_id: str, row_cipher, sealed: bool, damaged, mismatch):
@@ -485,85 +484,98 @@ class _PeerRows(io.TextIOBase):
         user_cipher = store.cipher
         self.open_psk = user_cipher.opener() if user_cipher is not None else \
             (lambda blob, context: _secrets.unseal(None, blob, context))
-        # The common row (format 2, proved by the state digest, under the user's key) takes write()'s own path.
-        self.decrypt, self.head = user_cipher.decryptor() if user_cipher is not None and self.trusted else (None, b"")
-        # interface -> (peers, their digest inputs, their stored digests), each in peer order
-        self.rows: dict[str, tuple[list, list, list]] = {}
+        # interface -> (peers, their digest inputs), each in peer order
+        self.rows: dict[str, tuple[list, list]] = {}
         self.error: BaseException | None = None
         self._iface = None
         super().__init__()
+        # psycopg2 calls this once per row: a closure (no attribute lookups) in front of the general path.
+        if user_cipher is not None and self.trusted:
+            self.write = self._trusted_writer(*user_cipher.decryptor())
 
-    def _start(self, iface: str) -> None:
+    def _start(self, iface: str, head: bytes = b"") -> tuple:
         """The rows of ``iface`` begin (they come one interface after the other)."""
         psk_context = _context("preshared_key", self.server_id, iface, "")
-        peers, inputs, stored = self.rows.setdefault(iface, ([], [], []))
+        peers, inputs = self.rows.setdefault(iface, ([], []))
         self._iface = iface
-        self._now = (psk_context, f"peer/{FORMAT}\n{self.server_id}\n{iface}\n", self.head + psk_context,
-                     peers.append, inputs.append, stored.append)
+        self._now = (psk_context, f"peer/{FORMAT}\n{self.server_id}\n{iface}\n", head + psk_context,
+                     peers.append, inputs.append)
+        return self._now
 
     def writable(self) -> bool:
         return True
 
-    def write(self, line: str, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex, _peer=Peer,
-              _null=NULL, _format_2=_FORMAT_2_LENGTH) -> int:
-        if self.error is not None:
-            return len(line)
-        try:
-            fields = line[:-1].split("\t")
-            iface, key, allowed, endpoint, keepalive, label, psk_hex, dig = fields
-            if iface != self._iface:
-                self._start(iface)
-            _psk_context, prefix, aad, add_peer, add_input, add_stored = self._now
-            if self.decrypt is None or dig != _format_2 or "\\" in label:
-                self._row(fields)
-                return len(line)
-            psk = None
-            if psk_hex != _null:
-                blob = _fromhex(psk_hex[3:])
-                try:
-                    psk = self.decrypt(blob[9:21], blob[21:], aad + key.encode()).decode()
-                except Exception:  # not this key's, not sealed, damaged: the general path says which
-                    self._row(fields)
-                    return len(line)
-            allowed = allowed[1:-1]
-            if endpoint == _null:
-                endpoint = None
-            if label == _null:
-                label = None
-            peer = _new(_peer)
-            # A frozen dataclass without slots keeps its fields in __dict__.
-            _set(peer, "__dict__", {"public_key": key, "allowed_ips": tuple(allowed.split(",")) if allowed else (),
-                                    "endpoint": endpoint, "preshared_key": psk, "persistent_keepalive": int(keepalive),
-                                    "name": label})
-            add_peer(peer)
-            # PostgreSQL writes an integer as str() does: the keepalive's text is the digest's.
-            add_input(f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
-                      f"{label if label is not None else chr(0)}\n{psk or ''}".encode())
-            add_stored(dig)
-        except Exception as exc:  # kept, raised after the COPY
-            self.error = exc
+    def write(self, line: str) -> int:
+        if self.error is None:
+            try:
+                self._row(line[:-1].split("\t"))
+            except Exception as exc:  # kept, raised after the COPY
+                self.error = exc
         return len(line)
+
+    def _trusted_writer(self, decrypt, head: bytes):
+        """``write`` for the common row: format 2, proved by the state digest, under the user's key. The model
+        is built without its constructor (what a save of this format wrote came from a validated model);
+        any other row (format 1, a name with an escape, a key that does not open) takes the general path."""
+        general = self.write
+        now = [None, None]  # interface, (psk context, digest prefix, associated data, add peer, add input)
+
+        def write(line: str, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex, _peer=Peer,
+                  _null=NULL, _format_2=_FORMAT_2_LENGTH + "\n", _nul="\0") -> int:
+            if self.error is not None:
+                return 0
+            try:
+                iface, key, allowed, endpoint, keepalive, label, psk_hex, dig = line.split("\t")
+                if dig != _format_2 or "\\" in label:
+                    return general(line)
+                if iface != now[0]:
+                    now[:] = iface, self._start(iface, head)
+                _psk_context, prefix, aad, add_peer, add_input = now[1]
+                psk = None
+                if psk_hex != _null:
+                    blob = _fromhex(psk_hex)
+                    try:
+                        psk = decrypt(blob[9:21], blob[21:], aad + key.encode()).decode()
+                    except Exception:  # not this key's, not sealed, damaged: the general path says which
+                        return general(line)
+                allowed = allowed[1:-1]
+                if endpoint == _null:
+                    endpoint = None
+                if label == _null:
+                    label = None
+                peer = _new(_peer)
+                # A frozen dataclass without slots keeps its fields in __dict__.
+                _set(peer, "__dict__", {"public_key": key, "allowed_ips": tuple(allowed.split(",")) if allowed else (),
+                                        "endpoint": endpoint, "preshared_key": psk, "persistent_keepalive": int(keepalive),
+                                        "name": label})
+                add_peer(peer)
+                # PostgreSQL writes an integer as str() does: the keepalive's text is the digest's.
+                add_input(f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
+                          f"{_nul if label is None else label}\n{psk or ''}".encode())
+            except Exception as exc:  # kept, raised after the COPY
+                self.error = exc
+            return 0
+
+        return write
 
     def _row(self, fields: list, _fromhex=bytes.fromhex) -> None:
         """The general path: any row, checked by its own digest unless the snapshot is sealed, then validated."""
         iface, key, allowed, endpoint, keepalive, label, psk_hex, dig = fields
-        if iface != self._iface:
-            self._start(iface)
-        psk_context, prefix, _aad, add_peer, add_input, add_stored = self._now
+        psk_context, prefix, _aad, add_peer, add_input = self._now if iface == self._iface else self._start(iface)
         allowed = allowed[1:-1]
         endpoint = None if endpoint == NULL else endpoint
         keepalive = int(keepalive)
         label = None if label == NULL else _copy_field(label)
         # One try per row (free in Python 3.11 unless raised); the message is built only on failure.
         try:
-            psk = None if psk_hex == NULL else self.open_psk(_fromhex(psk_hex[3:]), psk_context + key.encode())
+            psk = None if psk_hex == NULL else self.open_psk(_fromhex(psk_hex), psk_context + key.encode())
         except KeyMismatchError:
             raise self.mismatch(f"peer {key} of interface {iface}") from None
         except DamagedSecretError as exc:
             raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
         data = (f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
                 f"{label if label is not None else chr(0)}\n{psk or ''}").encode()
-        if not self.sealed and not _same_row(self.row_cipher, _fromhex(dig[3:]), lambda f: data if f == FORMAT else
+        if not self.sealed and not _same_row(self.row_cipher, _fromhex(dig), lambda f: data if f == FORMAT else
                                              _peer_input(f, self.server_id, iface, key, allowed, endpoint, keepalive,
                                                          label, psk)):
             raise self.damaged(f"peer {key} of interface {iface}", "it does not match its digest")
@@ -574,13 +586,12 @@ class _PeerRows(io.TextIOBase):
             raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
         add_peer(peer)
         add_input(data)
-        add_stored(dig)
 
-    def result(self, iface: str) -> tuple[list, list, list]:
-        """(peers, digest inputs, stored digests or their lengths as COPY gave them) of ``iface``, in peer order."""
+    def result(self, iface: str) -> tuple[list, list]:
+        """(peers, digest inputs) of ``iface``, in peer order."""
         if self.error is not None:
             raise self.error
-        return self.rows.get(iface, ([], [], []))
+        return self.rows.get(iface, ([], []))
 
 
 @contextlib.contextmanager
@@ -612,13 +623,14 @@ def _copy_peers_out(cur, server_id: str, snap_id: int, names: list[str], latest:
 
     ``latest``: the snapshot is the server's latest, whose rows are exactly the current ones (the partial
     index ``peers_current``). Fields: interface, public key, allowed IPs ``{a,b}``, endpoint, keepalive,
-    name, preshared key (bytea as ``\\\\x<hex>``) and the row digest, or only its length when the sink's
-    snapshot is sealed; NULL is ``\\N``.
+    name, preshared key (hex) and the row digest (hex), or only its length when the sink's snapshot is
+    sealed; NULL is ``\\N``.
     """
+    digest = "octet_length(digest)" if sink.sealed else "encode(digest, 'hex')"
     query = cur.mogrify(
-        "COPY (SELECT interface, public_key, allowed_ips, endpoint, persistent_keepalive, name, preshared_key, "
-        f"{'octet_length(digest)' if sink.sealed else 'digest'} FROM peers WHERE server_id = %(server)s AND "
-        f"{_peer_rows_valid(latest)} AND interface = ANY(%(names)s) ORDER BY interface, position) TO STDOUT",
+        "COPY (SELECT interface, public_key, allowed_ips, endpoint, persistent_keepalive, name,"
+        f" encode(preshared_key, 'hex'), {digest} FROM peers WHERE server_id = %(server)s AND"
+        f" {_peer_rows_valid(latest)} AND interface = ANY(%(names)s) ORDER BY interface, position) TO STDOUT",
         {"server": server_id, "sid": snap_id, "names": names})
     # The sort stays in memory (a spill to disk costs more than the whole read): 10,000 rows need about 4 MB.
     cur.execute("SET LOCAL work_mem = '64MB'")
@@ -1191,7 +1203,7 @@ class Store:
                     if derived != pub or not _same_row(cipher, bytes(stored_key_digest),
                                                        lambda f, n=name, k=private_key: _key_input(f, server_id, n, k)):
                         raise damaged(f"the private key of interface {name}", "it does not match its public key or digest")
-                peers, inputs, _stored = peer_rows.result(name)
+                peers, inputs = peer_rows.result(name)
                 if sealed:
                     state = interface_state_digest(cipher, server_id, name, settings_d, key_d, inputs)
                     if state.hex() != snap.interface_digests.get(name):
