@@ -25,8 +25,10 @@ import dataclasses
 import datetime
 import gc
 import io
+import itertools
 import json
 import re
+import struct
 
 try:
     import psycopg2
@@ -231,6 +233,7 @@ def copy_peers(cursor, server_id: str, snap_id: int, rows, seal) -> None:
 # The digest is HMAC-SHA256 under a key derived from the encryption key, or plain SHA-256 without one.
 
 _NO_KEY = bytes(32)  # stands for "no private key" in an interface's state digest
+_FRAME = struct.Struct(">I")  # the length before each peer's input in a state digest
 
 
 def _context(*parts: str) -> bytes:
@@ -298,12 +301,12 @@ def interface_state_digest(cipher, server_id: str, name: str, settings_digest: b
                            peer_inputs) -> bytes:
     """One digest of an interface's whole state: its settings and key digests, then every peer's digest input
     (each after its length), in peer order. One running digest: a load checks 10,000 peers with it at once."""
-    parts = [_context("interface-state", server_id, name, ""), settings_digest, key_digest or _NO_KEY]
-    for data in peer_inputs:
-        parts.append(len(data).to_bytes(4, "big"))
-        parts.append(data)
     running = _secrets.digester(cipher)
-    running.update(b"".join(parts))
+    running.update(b"".join((_context("interface-state", server_id, name, ""), settings_digest,
+                             key_digest or _NO_KEY)))
+    # Each input after its 4-byte length, framed by C loops (map, zip, chain) rather than a Python one.
+    lengths = map(_FRAME.pack, map(len, peer_inputs))
+    running.update(b"".join(itertools.chain.from_iterable(zip(lengths, peer_inputs))))
     return running.digest()
 
 
