@@ -529,7 +529,7 @@ class _PeerRows(io.TextIOBase):
                 return 0
             try:
                 iface, key, allowed, endpoint, keepalive, label, psk_hex, dig = line.split("\t")
-                if dig != _format_2 or "\\" in label:
+                if dig != _format_2 or ("\\" in label and label != _null):  # escaped: the general path unescapes
                     return general(line)
                 if iface != now[0]:
                     now[:] = iface, self._start(iface, head)
