@@ -27,6 +27,7 @@ import gc
 import io
 import itertools
 import json
+import operator
 import re
 import struct
 
@@ -470,13 +471,14 @@ def _copy_field(text: str):
 
 
 class _PeerRows(io.TextIOBase):
-    """The (text) file object COPY TO writes peer rows into, one row per call, in peer order: each row is
-    opened (its preshared key decrypted), made into a peer and its digest input as it arrives, so Python
-    works while PostgreSQL is still sending (on the other core).
+    """The (text) file object COPY TO writes peer rows into, one row per call: each row is opened (its
+    preshared key decrypted), made into a peer and its digest input as it arrives, so Python works while
+    PostgreSQL is still sending (on the other core). Rows come in no order (a sort on the server costs it
+    more than the whole read costs it otherwise); ``result()`` puts them in position order.
 
-    Fields (see _copy_peers_out): interface, public key, allowed IPs, endpoint, keepalive, name, preshared key
-    (hex), and the row digest (hex) when rows are checked one by one, or only its length when the snapshot is
-    sealed (the interface's state digest then proves every row; the length tells a format-2 row). A failure
+    Fields (see _copy_peers_out): interface, position, public key, allowed IPs, endpoint, keepalive, name,
+    preshared key, and the row digest when rows are checked one by one, or only its length when the snapshot
+    is sealed (the interface's state digest then proves every row; the length tells a format-2 row). A failure
     is kept and raised after the COPY (an exception inside it would leave the connection mid-COPY).
     """
 
@@ -487,23 +489,25 @@ class _PeerRows(io.TextIOBase):
         user_cipher = store.cipher
         self.open_psk = user_cipher.opener() if user_cipher is not None else \
             (lambda blob, context: _secrets.unseal(None, blob, context))
-        # interface -> (peers, their digest inputs), each in peer order
-        self.rows: dict[str, tuple[list, list]] = {}
+        # interface -> (positions as COPY gave them, peers, their digest inputs), in the order the rows came
+        self.rows: dict[str, tuple[list, list, list]] = {}
         self.error: BaseException | None = None
-        self._iface = None
+        self._iface, self._contexts, self._head = None, {}, b""
         super().__init__()
         # psycopg2 calls this once per row: a closure (no attribute lookups) in front of the general path.
         if user_cipher is not None and self.trusted:
             self.write = self._trusted_writer(*user_cipher.decryptor())
 
-    def _start(self, iface: str, head: bytes = b"") -> tuple:
-        """The rows of ``iface`` begin (they come one interface after the other)."""
-        psk_context = _context("preshared_key", self.server_id, iface, "")
-        peers, inputs = self.rows.setdefault(iface, ([], []))
-        self._iface = iface
-        self._now = (psk_context, f"peer/{FORMAT}\n{self.server_id}\n{iface}\n", head + psk_context,
-                     peers.append, inputs.append)
-        return self._now
+    def _start(self, iface: str) -> tuple:
+        """A row of ``iface`` comes (after one of another interface, or first)."""
+        found = self._contexts.get(iface)
+        if found is None:
+            psk_context = _context("preshared_key", self.server_id, iface, "")
+            positions, peers, inputs = self.rows.setdefault(iface, ([], [], []))
+            found = self._contexts[iface] = (psk_context, f"peer/{FORMAT}\n{self.server_id}\n{iface}\n",
+                                             self._head + psk_context, positions.append, peers.append, inputs.append)
+        self._iface, self._now = iface, found
+        return found
 
     def writable(self) -> bool:
         return True
@@ -521,22 +525,23 @@ class _PeerRows(io.TextIOBase):
         is built without its constructor (what a save of this format wrote came from a validated model);
         any other row (format 1, a name with an escape, a key that does not open) takes the general path."""
         general = self.write
-        now = [None, None]  # interface, (psk context, digest prefix, associated data, add peer, add input)
+        self._head = head
+        now = [None, None]  # interface, (psk context, digest prefix, associated data, three appends)
 
         def write(line: str, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex, _peer=Peer,
                   _null=NULL, _format_2=_FORMAT_2_LENGTH + "\n", _nul="\0") -> int:
             if self.error is not None:
                 return 0
             try:
-                iface, key, allowed, endpoint, keepalive, label, psk_hex, dig = line.split("\t")
+                iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig = line.split("\t")
                 if dig != _format_2 or ("\\" in label and label != _null):  # escaped: the general path unescapes
                     return general(line)
                 if iface != now[0]:
-                    now[:] = iface, self._start(iface, head)
-                _psk_context, prefix, aad, add_peer, add_input = now[1]
+                    now[:] = iface, self._start(iface)
+                _psk_context, prefix, aad, add_position, add_peer, add_input = now[1]
                 psk = None
                 if psk_hex != _null:
-                    blob = _fromhex(psk_hex)
+                    blob = _fromhex(psk_hex[3:])
                     try:
                         psk = decrypt(blob[9:21], blob[21:], aad + key.encode()).decode()
                     except Exception:  # not this key's, not sealed, damaged: the general path says which
@@ -551,6 +556,7 @@ class _PeerRows(io.TextIOBase):
                 _set(peer, "__dict__", {"public_key": key, "allowed_ips": tuple(allowed.split(",")) if allowed else (),
                                         "endpoint": endpoint, "preshared_key": psk, "persistent_keepalive": int(keepalive),
                                         "name": label})
+                add_position(pos)
                 add_peer(peer)
                 # PostgreSQL writes an integer as str() does: the keepalive's text is the digest's.
                 add_input(f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
@@ -563,22 +569,23 @@ class _PeerRows(io.TextIOBase):
 
     def _row(self, fields: list, _fromhex=bytes.fromhex) -> None:
         """The general path: any row, checked by its own digest unless the snapshot is sealed, then validated."""
-        iface, key, allowed, endpoint, keepalive, label, psk_hex, dig = fields
-        psk_context, prefix, _aad, add_peer, add_input = self._now if iface == self._iface else self._start(iface)
+        iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig = fields
+        psk_context, prefix, _aad, add_position, add_peer, add_input = \
+            self._now if iface == self._iface else self._start(iface)
         allowed = allowed[1:-1]
         endpoint = None if endpoint == NULL else endpoint
         keepalive = int(keepalive)
         label = None if label == NULL else _copy_field(label)
         # One try per row (free in Python 3.11 unless raised); the message is built only on failure.
         try:
-            psk = None if psk_hex == NULL else self.open_psk(_fromhex(psk_hex), psk_context + key.encode())
+            psk = None if psk_hex == NULL else self.open_psk(_fromhex(psk_hex[3:]), psk_context + key.encode())
         except KeyMismatchError:
             raise self.mismatch(f"peer {key} of interface {iface}") from None
         except DamagedSecretError as exc:
             raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
         data = (f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
                 f"{label if label is not None else chr(0)}\n{psk or ''}").encode()
-        if not self.sealed and not _same_row(self.row_cipher, _fromhex(dig), lambda f: data if f == FORMAT else
+        if not self.sealed and not _same_row(self.row_cipher, _fromhex(dig[3:]), lambda f: data if f == FORMAT else
                                              _peer_input(f, self.server_id, iface, key, allowed, endpoint, keepalive,
                                                          label, psk)):
             raise self.damaged(f"peer {key} of interface {iface}", "it does not match its digest")
@@ -587,14 +594,21 @@ class _PeerRows(io.TextIOBase):
                         preshared_key=psk, persistent_keepalive=keepalive, name=label)
         except WgError as exc:
             raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
+        add_position(pos)
         add_peer(peer)
         add_input(data)
 
     def result(self, iface: str) -> tuple[list, list]:
-        """(peers, digest inputs) of ``iface``, in peer order."""
+        """(peers, digest inputs) of ``iface``, in position order."""
         if self.error is not None:
             raise self.error
-        return self.rows.get(iface, ([], []))
+        positions, peers, inputs = self.rows.get(iface, ([], [], []))
+        if len(peers) < 2:
+            return peers, inputs
+        # Sorted and reordered by C loops (map, sorted, itemgetter): positions are unique within an interface.
+        order = sorted(range(len(peers)), key=list(map(int, positions)).__getitem__)
+        pick = operator.itemgetter(*order)
+        return list(pick(peers)), list(pick(inputs))
 
 
 @contextlib.contextmanager
@@ -621,22 +635,20 @@ def _peer_rows_valid(latest: bool) -> str:
 
 
 def _copy_peers_out(cur, server_id: str, snap_id: int, names: list[str], latest: bool, sink: _PeerRows) -> None:
-    """COPY TO of the peer rows valid at ``snap_id`` into ``sink``, by interface and position: several times
-    faster than a cursor's fetch (which builds a list for every array and an object for every bytea).
+    """COPY TO of the peer rows valid at ``snap_id`` into ``sink``: several times faster than a cursor's fetch
+    (which builds a list for every array and an object for every bytea). Unsorted: a sort doubles the
+    server's work, and the sink sorts by C loops.
 
     ``latest``: the snapshot is the server's latest, whose rows are exactly the current ones (the partial
-    index ``peers_current``). Fields: interface, public key, allowed IPs ``{a,b}``, endpoint, keepalive,
-    name, preshared key (hex) and the row digest (hex), or only its length when the sink's snapshot is
-    sealed; NULL is ``\\N``.
+    index ``peers_current``). Fields: interface, position, public key, allowed IPs ``{a,b}``, endpoint,
+    keepalive, name, preshared key and the row digest (bytea as ``\\\\x<hex>``), or only the digest's length
+    when the sink's snapshot is sealed; NULL is ``\\N``.
     """
-    digest = "octet_length(digest)" if sink.sealed else "encode(digest, 'hex')"
     query = cur.mogrify(
-        "COPY (SELECT interface, public_key, allowed_ips, endpoint, persistent_keepalive, name,"
-        f" encode(preshared_key, 'hex'), {digest} FROM peers WHERE server_id = %(server)s AND"
-        f" {_peer_rows_valid(latest)} AND interface = ANY(%(names)s) ORDER BY interface, position) TO STDOUT",
+        "COPY (SELECT interface, position, public_key, allowed_ips, endpoint, persistent_keepalive, name,"
+        f" preshared_key, {'octet_length(digest)' if sink.sealed else 'digest'} FROM peers WHERE server_id ="
+        f" %(server)s AND {_peer_rows_valid(latest)} AND interface = ANY(%(names)s)) TO STDOUT",
         {"server": server_id, "sid": snap_id, "names": names})
-    # The sort stays in memory (a spill to disk costs more than the whole read): 10,000 rows need about 4 MB.
-    cur.execute("SET LOCAL work_mem = '64MB'")
     cur.copy_expert(query.decode(psycopg2.extensions.encodings.get(cur.connection.encoding, "utf-8")), sink)
 
 
