@@ -13,7 +13,9 @@ the same run on the same server):
 - restore: Store.load_state (read, decrypt, check digests, build the model)
   vs a raw COPY ... TO STDOUT of the same rows (the honest baseline: reading), and vs
   the raw COPY in; the per-run ratio (each run's restore over that run's COPY out) is
-  printed too, as it holds better than a ratio of medians when the machine's load drifts.
+  printed too, as it holds better than a ratio of medians when the machine's load drifts; and the CPU
+  both took (this process and the PostgreSQL backend serving it, summed over the runs), which holds
+  when the machine is so loaded that the wall clock mostly measures waiting for a core.
 
 Starts its own PostgreSQL 15 (as the postgres user, durable: fsync on) unless
 --dsn names one. Run as root from the repository:
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import sys
 import time
@@ -78,6 +81,25 @@ def raw_rows(server_id: str, iface: Interface, cipher) -> list[tuple]:
     return rows
 
 
+def backend_cpu(pid: int) -> float | None:
+    """CPU seconds used so far by a local PostgreSQL backend (user + system, in clock ticks); None if remote."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_timed(fn, pid: int) -> tuple[float, float | None]:
+    """(wall seconds, CPU seconds of this process and of backend ``pid``) of ``fn()``."""
+    server, client = backend_cpu(pid), time.process_time()
+    wall = timed(fn)
+    client = time.process_time() - client
+    after = backend_cpu(pid)
+    return wall, (client + after - server) if server is not None and after is not None else None
+
+
 def timed(fn) -> float:
     return timed_result(fn)[0]
 
@@ -122,6 +144,9 @@ def run(params: dict, count: int, runs: int) -> None:
         cur.execute("DROP TABLE IF EXISTS bench_raw_peers")
         cur.execute("CREATE TABLE bench_raw_peers (LIKE peers INCLUDING ALL)")
     raw.commit()
+    raw_pid = raw.get_backend_pid()
+    store_pid = store._conn.get_backend_pid()  # the store keeps one connection (see Store._transaction)
+    cpu = {"restore": [], "raw_copy_out": []}
 
     results: dict[str, list[float]] = {k: [] for k in (
         "backup", "raw_copy_in", "unchanged", "one_peer", "restore", "raw_copy_out", "model_only")}
@@ -162,8 +187,11 @@ def run(params: dict, count: int, runs: int) -> None:
                     f" FROM peers WHERE server_id = '{sid}' AND valid_to IS NULL ORDER BY position) TO STDOUT", buf)
             raw.commit()
 
-        results["raw_copy_out"].append(timed(copy_out))
-        results["restore"].append(timed(lambda sid=server_id: store.load_state(sid)))
+        for name, fn, pid in (("raw_copy_out", copy_out, raw_pid),
+                              ("restore", lambda sid=server_id: store.load_state(sid), store_pid)):
+            wall, used = cpu_timed(fn, pid)
+            results[name].append(wall)
+            cpu[name].append(used)
         # The model's own cost: building the same 10,000 Peer objects from plain values, no database.
         plain = [p.to_dict(redact=False) for p in edited]
         results["model_only"].append(timed(lambda plain=plain: [Peer(**v) for v in plain]))
@@ -182,6 +210,10 @@ def run(params: dict, count: int, runs: int) -> None:
     pairs = sorted(r / b for r, b in zip(results["restore"], results["raw_copy_out"], strict=True))
     print(f"{'  restore / COPY out, per run':<28}{'':>10}{'':>16}{statistics.median(pairs):>8.2f}   "
           f"median of the {len(pairs)} runs' own ratios (min {pairs[0]:.2f}, max {pairs[-1]:.2f})")
+    if None not in cpu["restore"] + cpu["raw_copy_out"]:
+        used, raw_used = sum(cpu["restore"]) * 1000, sum(cpu["raw_copy_out"]) * 1000
+        print(f"{'  restore / COPY out, CPU':<28}{used / runs:>10.1f}{raw_used / runs:>16.1f}{used / raw_used:>8.2f}   "
+              f"CPU of this process and its PostgreSQL backend, mean of the {runs} runs")
     print(f"{'restore (load_state)':<28}{med['restore']:>10.1f}{med['raw_copy_in']:>16.1f}"
           f"{med['restore'] / med['raw_copy_in']:>8.2f}   baseline: raw COPY in")
     print(f"{'  of which model (Peer())':<28}{med['model_only']:>10.1f}{'':>16}{'':>8}   "

@@ -20,12 +20,16 @@ Plain Python (no Ansible): the wgrest-sync service uses it directly.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import gc
 import io
+import itertools
 import json
+import operator
 import re
+import struct
 
 try:
     import psycopg2
@@ -281,6 +285,7 @@ def copy_peers(cursor, server_id: str, snap_id: int, rows, seal) -> None:
 # The digest is HMAC-SHA256 under a key derived from the encryption key, or plain SHA-256 without one.
 
 _NO_KEY = bytes(32)  # stands for "no private key" in an interface's state digest
+_FRAME = struct.Struct(">I")  # the length before each peer's input in a state digest
 
 
 def _context(*parts: str) -> bytes:
@@ -348,12 +353,12 @@ def interface_state_digest(cipher, server_id: str, name: str, settings_digest: b
                            peer_inputs) -> bytes:
     """One digest of an interface's whole state: its settings and key digests, then every peer's digest input
     (each after its length), in peer order. One running digest: a load checks 10,000 peers with it at once."""
-    parts = [_context("interface-state", server_id, name, ""), settings_digest, key_digest or _NO_KEY]
-    for data in peer_inputs:
-        parts.append(len(data).to_bytes(4, "big"))
-        parts.append(data)
     running = _secrets.digester(cipher)
-    running.update(b"".join(parts))
+    running.update(b"".join((_context("interface-state", server_id, name, ""), settings_digest,
+                             key_digest or _NO_KEY)))
+    # Each input after its 4-byte length, framed by C loops (map, zip, chain) rather than a Python one.
+    lengths = map(_FRAME.pack, map(len, peer_inputs))
+    running.update(b"".join(itertools.chain.from_iterable(zip(lengths, peer_inputs))))
     return running.digest()
 
 
@@ -500,6 +505,8 @@ _PEER_FIELDS = ("public_key", "allowed_ips", "endpoint", "preshared_key", "persi
 # validated model: they are built without validating again (it is most of a restore's time otherwise).
 # Only while the model has exactly these fields; anything else is built through its constructor.
 _TRUSTED_BUILD = tuple(f.name for f in dataclasses.fields(Peer)) == _PEER_FIELDS
+# The length of a format-2 row digest (its format byte and 32 bytes), as a sealed read fetches it.
+_FORMAT_2_LENGTH = "33"
 
 
 _COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
@@ -516,10 +523,15 @@ def _copy_field(text: str):
 
 
 class _PeerRows(io.TextIOBase):
-    """The (text) file object COPY TO writes peer rows into, one row per call: each row is opened (its preshared
-    key decrypted), made into a peer and its digest input as it arrives, so Python works while PostgreSQL
-    is still sending (on the other core). Rows come in no order; ``result()`` sorts them by position.
-    A failure is kept and raised after the COPY (an exception inside it would leave the connection mid-COPY).
+    """The (text) file object COPY TO writes peer rows into, one row per call: each row is opened (its
+    preshared key decrypted), made into a peer and its digest input as it arrives, so Python works while
+    PostgreSQL is still sending (on the other core). Rows come in no order (a sort on the server costs it
+    more than the whole read costs it otherwise); ``result()`` puts them in position order.
+
+    Fields (see _copy_peers_out): interface, position, public key, allowed IPs, endpoint, keepalive, name,
+    preshared key, and the row digest when rows are checked one by one, or only its length when the snapshot
+    is sealed (the interface's state digest then proves every row; the length tells a format-2 row). A failure
+    is kept and raised after the COPY (an exception inside it would leave the connection mid-COPY).
     """
 
     def __init__(self, store, server_id: str, row_cipher, sealed: bool, damaged, mismatch):
@@ -529,61 +541,89 @@ class _PeerRows(io.TextIOBase):
         user_cipher = store.cipher
         self.open_psk = user_cipher.opener() if user_cipher is not None else \
             (lambda blob, context: _secrets.unseal(None, blob, context))
-        # The common row (format 2, proved by the state digest, under the user's key) takes write()'s own path.
-        self.decrypt, self.head = user_cipher.decryptor() if user_cipher is not None and self.trusted else (None, b"")
-        self.rows: dict[str, list] = {}
+        # interface -> (positions as COPY gave them, peers, their digest inputs), in the order the rows came
+        self.rows: dict[str, tuple[list, list, list]] = {}
         self.error: BaseException | None = None
-        self._contexts: dict[str, tuple] = {}
+        self._iface, self._contexts, self._head = None, {}, b""
         super().__init__()
+        # psycopg2 calls this once per row: a closure (no attribute lookups) in front of the general path.
+        if user_cipher is not None and self.trusted:
+            self.write = self._trusted_writer(*user_cipher.decryptor())
 
-    def _context(self, iface: str) -> tuple:
+    def _start(self, iface: str) -> tuple:
+        """A row of ``iface`` comes (after one of another interface, or first)."""
         found = self._contexts.get(iface)
         if found is None:
             psk_context = _context("preshared_key", self.server_id, iface, "")
+            positions, peers, inputs = self.rows.setdefault(iface, ([], [], []))
             found = self._contexts[iface] = (psk_context, f"peer/{FORMAT}\n{self.server_id}\n{iface}\n",
-                                             self.rows.setdefault(iface, []).append, self.head + psk_context)
+                                             self._head + psk_context, positions.append, peers.append, inputs.append)
+        self._iface, self._now = iface, found
         return found
 
     def writable(self) -> bool:
         return True
 
-    def write(self, line: str, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex, _peer=Peer,
-              _null=NULL) -> int:
-        if self.error is not None:
-            return len(line)
-        try:
-            fields = line[:-1].split("\t")
-            iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig_hex = fields
-            _psk_context, prefix, add, aad = self._contexts.get(iface) or self._context(iface)
-            if self.decrypt is None or len(dig_hex) != 69 or "\\" in label:
-                self._row(fields)
-                return len(line)
-            psk = None
-            if psk_hex != _null:
-                blob = _fromhex(psk_hex[3:])
-                try:
-                    psk = self.decrypt(blob[9:21], blob[21:], aad + key.encode()).decode()
-                except Exception:  # not this key's, not sealed, damaged: the general path says which
-                    self._row(fields)
-                    return len(line)
-            allowed = allowed[1:-1]
-            endpoint = None if endpoint == _null else endpoint
-            keepalive = int(keepalive)
-            label = None if label == _null else label
-            peer = _new(_peer)
-            # A frozen dataclass without slots keeps its fields in __dict__.
-            _set(peer, "__dict__", {"public_key": key, "allowed_ips": tuple(allowed.split(",")) if allowed else (),
-                                    "endpoint": endpoint, "preshared_key": psk, "persistent_keepalive": keepalive,
-                                    "name": label})
-            add((int(pos), peer, (f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
-                                  f"{label if label is not None else chr(0)}\n{psk or ''}").encode(), dig_hex))
-        except Exception as exc:  # kept, raised after the COPY
-            self.error = exc
+    def write(self, line: str) -> int:
+        if self.error is None:
+            try:
+                self._row(line[:-1].split("\t"))
+            except Exception as exc:  # kept, raised after the COPY
+                self.error = exc
         return len(line)
 
-    def _row(self, fields: list, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex) -> None:
-        iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig_hex = fields
-        psk_context, prefix, add, _aad = self._contexts.get(iface) or self._context(iface)
+    def _trusted_writer(self, decrypt, head: bytes):
+        """``write`` for the common row: format 2, proved by the state digest, under the user's key. The model
+        is built without its constructor (what a save of this format wrote came from a validated model);
+        any other row (format 1, a name with an escape, a key that does not open) takes the general path."""
+        general = self.write
+        self._head = head
+        now = [None, None]  # interface, (psk context, digest prefix, associated data, three appends)
+
+        def write(line: str, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex, _peer=Peer,
+                  _null=NULL, _format_2=_FORMAT_2_LENGTH + "\n", _nul="\0") -> int:
+            if self.error is not None:
+                return 0
+            try:
+                iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig = line.split("\t")
+                if dig != _format_2 or ("\\" in label and label != _null):  # escaped: the general path unescapes
+                    return general(line)
+                if iface != now[0]:
+                    now[:] = iface, self._start(iface)
+                _psk_context, prefix, aad, add_position, add_peer, add_input = now[1]
+                psk = None
+                if psk_hex != _null:
+                    blob = _fromhex(psk_hex[3:])
+                    try:
+                        psk = decrypt(blob[9:21], blob[21:], aad + key.encode()).decode()
+                    except Exception:  # not this key's, not sealed, damaged: the general path says which
+                        return general(line)
+                allowed = allowed[1:-1]
+                if endpoint == _null:
+                    endpoint = None
+                if label == _null:
+                    label = None
+                peer = _new(_peer)
+                # A frozen dataclass without slots keeps its fields in __dict__.
+                _set(peer, "__dict__", {"public_key": key, "allowed_ips": tuple(allowed.split(",")) if allowed else (),
+                                        "endpoint": endpoint, "preshared_key": psk, "persistent_keepalive": int(keepalive),
+                                        "name": label})
+                add_position(pos)
+                add_peer(peer)
+                # PostgreSQL writes an integer as str() does: the keepalive's text is the digest's.
+                add_input(f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
+                          f"{_nul if label is None else label}\n{psk or ''}".encode())
+            except Exception as exc:  # kept, raised after the COPY
+                self.error = exc
+            return 0
+
+        return write
+
+    def _row(self, fields: list, _fromhex=bytes.fromhex) -> None:
+        """The general path: any row, checked by its own digest unless the snapshot is sealed, then validated."""
+        iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig = fields
+        psk_context, prefix, _aad, add_position, add_peer, add_input = \
+            self._now if iface == self._iface else self._start(iface)
         allowed = allowed[1:-1]
         endpoint = None if endpoint == NULL else endpoint
         keepalive = int(keepalive)
@@ -597,53 +637,78 @@ class _PeerRows(io.TextIOBase):
             raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
         data = (f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
                 f"{label if label is not None else chr(0)}\n{psk or ''}").encode()
-        cidrs = tuple(allowed.split(",")) if allowed else ()
-        if self.trusted and len(dig_hex) == 69:  # \\x + 33 bytes: a format-2 row
-            peer = _new(Peer)
-            # A frozen dataclass without slots keeps its fields in __dict__.
-            _set(peer, "__dict__", {"public_key": key, "allowed_ips": cidrs, "endpoint": endpoint,
-                                    "preshared_key": psk, "persistent_keepalive": keepalive, "name": label})
-            add((int(pos), peer, data, dig_hex))
-            return
-        stored = _fromhex(dig_hex[3:])
-        if not self.sealed and not _same_row(self.row_cipher, stored, lambda f: data if f == FORMAT else _peer_input(
-                f, self.server_id, iface, key, allowed, endpoint, keepalive, label, psk)):
+        if not self.sealed and not _same_row(self.row_cipher, _fromhex(dig[3:]), lambda f: data if f == FORMAT else
+                                             _peer_input(f, self.server_id, iface, key, allowed, endpoint, keepalive,
+                                                         label, psk)):
             raise self.damaged(f"peer {key} of interface {iface}", "it does not match its digest")
         try:
-            peer = Peer(public_key=key, allowed_ips=cidrs, endpoint=endpoint, preshared_key=psk,
-                        persistent_keepalive=keepalive, name=label)
+            peer = Peer(public_key=key, allowed_ips=tuple(allowed.split(",")) if allowed else (), endpoint=endpoint,
+                        preshared_key=psk, persistent_keepalive=keepalive, name=label)
         except WgError as exc:
             raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
-        add((int(pos), peer, data, dig_hex))
+        add_position(pos)
+        add_peer(peer)
+        add_input(data)
 
-    def result(self, iface: str) -> tuple[list, list, list]:
-        """(peers, digest inputs, stored digests as COPY hex) of ``iface``, in position order."""
+    def result(self, iface: str) -> tuple[list, list]:
+        """(peers, digest inputs) of ``iface``, in position order."""
         if self.error is not None:
             raise self.error
-        rows = self.rows.get(iface, [])
-        rows.sort(key=_first)
-        return [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]
+        positions, peers, inputs = self.rows.get(iface, ([], [], []))
+        if len(peers) < 2:
+            return peers, inputs
+        # Sorted and reordered by C loops (map, sorted, itemgetter): positions are unique within an interface.
+        order = sorted(range(len(peers)), key=list(map(int, positions)).__getitem__)
+        pick = operator.itemgetter(*order)
+        return list(pick(peers)), list(pick(inputs))
 
 
-def _first(row: tuple) -> int:
-    return row[0]
+@contextlib.contextmanager
+def _long_lived():
+    """For building a state: tens of thousands of new objects, none of them garbage, which the young
+    generations' collections would walk again and again. Without a pass while they are made, then moved
+    to the oldest generation at once (gc.freeze() then gc.unfreeze() does that, walking nothing): only a
+    full collection looks at them, as it looks at every long-lived object. Not when the program froze
+    objects of its own (unfreeze would release them too): then the collector is only paused."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            if not gc.get_freeze_count():
+                gc.freeze()
+                gc.unfreeze()
+            gc.enable()
+
+
+def _peer_rows_valid(latest: bool) -> str:
+    return "valid_to IS NULL" if latest else "valid_from <= %(sid)s AND (valid_to IS NULL OR valid_to > %(sid)s)"
 
 
 def _copy_peers_out(cur, server_id: str, snap_id: int, names: list[str], latest: bool, sink: _PeerRows) -> None:
-    """COPY TO of the peer rows valid at ``snap_id`` into ``sink``: several times faster than a cursor's
-    fetch (which builds a list for every array and an object for every bytea). Unsorted: a server-side
-    sort of 10,000 wide rows spills to disk with the default work_mem.
+    """COPY TO of the peer rows valid at ``snap_id`` into ``sink``: several times faster than a cursor's fetch
+    (which builds a list for every array and an object for every bytea). Unsorted: a sort doubles the
+    server's work, and the sink sorts by C loops.
 
     ``latest``: the snapshot is the server's latest, whose rows are exactly the current ones (the partial
     index ``peers_current``). Fields: interface, position, public key, allowed IPs ``{a,b}``, endpoint,
-    keepalive, name, preshared key and digest (bytea as ``\\\\x<hex>``); NULL is ``\\N``.
+    keepalive, name, preshared key and the row digest (bytea as ``\\\\x<hex>``), or only the digest's length
+    when the sink's snapshot is sealed; NULL is ``\\N``.
     """
-    valid = "valid_to IS NULL" if latest else "valid_from <= %(sid)s AND (valid_to IS NULL OR valid_to > %(sid)s)"
     query = cur.mogrify(
         "COPY (SELECT interface, position, public_key, allowed_ips, endpoint, persistent_keepalive, name,"
-        f" preshared_key, digest FROM peers WHERE server_id = %(server)s AND {valid} AND interface = ANY(%(names)s))"
-        " TO STDOUT", {"server": server_id, "sid": snap_id, "names": names})
+        f" preshared_key, {'octet_length(digest)' if sink.sealed else 'digest'} FROM peers WHERE server_id ="
+        f" %(server)s AND {_peer_rows_valid(latest)} AND interface = ANY(%(names)s)) TO STDOUT",
+        {"server": server_id, "sid": snap_id, "names": names})
     cur.copy_expert(query.decode(psycopg2.extensions.encodings.get(cur.connection.encoding, "utf-8")), sink)
+
+
+def _stored_peer_digests(cur, server_id: str, snap_id: int, name: str, latest: bool) -> list[bytes]:
+    """The stored digests of one interface's peer rows, in peer order (to name a damaged row)."""
+    cur.execute(f"SELECT digest FROM peers WHERE server_id = %(server)s AND {_peer_rows_valid(latest)} AND "
+                "interface = %(name)s ORDER BY position", {"server": server_id, "sid": snap_id, "name": name})
+    return [bytes(row[0]) for row in cur.fetchall()]
 
 
 class Store:
@@ -1232,49 +1297,45 @@ class Store:
         cipher = self.cipher if snap.key_id is not None else None
         digest = _secrets.digest
         peer_rows = _PeerRows(self, server_id, cipher, sealed, damaged, mismatch)
-        # Tens of thousands of new objects, none of them garbage: the collector's passes would only cost.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            _copy_peers_out(cur, server_id, sid, names, latest is not None and latest.id == sid, peer_rows)
-        finally:
-            if collecting:
-                gc.enable()
-        for name in names:
-            settings_json, iface_digest = iface_rows[name]
-            text = json.dumps(settings_json, sort_keys=True, separators=(",", ":"))
-            settings_d = digest(cipher, _settings_input(FORMAT, server_id, name, text))
-            if not _same_row(cipher, iface_digest, lambda f, n=name, t=text: _settings_input(f, server_id, n, t)):
-                raise damaged(f"the settings row of interface {name}", "it does not match its digest")
-            private_key, key_d = None, None
-            if name in key_rows:
-                pub, sealed_key, stored_key_digest = key_rows[name]
-                private_key = open_secret(sealed_key, _context("server_key", server_id, name),
-                                          f"private key of interface {name}")
+        current = latest is not None and latest.id == sid
+        with _long_lived():
+            _copy_peers_out(cur, server_id, sid, names, current, peer_rows)
+            for name in names:
+                settings_json, iface_digest = iface_rows[name]
+                text = json.dumps(settings_json, sort_keys=True, separators=(",", ":"))
+                settings_d = digest(cipher, _settings_input(FORMAT, server_id, name, text))
+                if not _same_row(cipher, iface_digest, lambda f, n=name, t=text: _settings_input(f, server_id, n, t)):
+                    raise damaged(f"the settings row of interface {name}", "it does not match its digest")
+                private_key, key_d = None, None
+                if name in key_rows:
+                    pub, sealed_key, stored_key_digest = key_rows[name]
+                    private_key = open_secret(sealed_key, _context("server_key", server_id, name),
+                                              f"private key of interface {name}")
+                    try:
+                        derived = public_key(private_key)
+                    except WgError:
+                        raise damaged(f"the private key of interface {name}", "it is not a WireGuard key") from None
+                    key_d = digest(cipher, _key_input(FORMAT, server_id, name, private_key))
+                    if derived != pub or not _same_row(cipher, bytes(stored_key_digest),
+                                                       lambda f, n=name, k=private_key: _key_input(f, server_id, n, k)):
+                        raise damaged(f"the private key of interface {name}", "it does not match its public key or digest")
+                peers, inputs = peer_rows.result(name)
+                if sealed:
+                    state = interface_state_digest(cipher, server_id, name, settings_d, key_d, inputs)
+                    if state.hex() != snap.interface_digests.get(name):
+                        # Say which row, when one row is the cause; else the set or order of rows changed.
+                        stored = _stored_peer_digests(cur, server_id, sid, name, current)
+                        for index, data in enumerate(inputs):
+                            row_digest = stored[index] if index < len(stored) else b""
+                            if stored_format(row_digest) == FORMAT and row_digest[1:] != digest(cipher, data):
+                                raise damaged(f"peer {peers[index].public_key} of interface {name}",
+                                              "it does not match its digest")
+                        raise damaged(f"interface {name}", "its rows are not the ones the snapshot was saved with "
+                                      "(a row added, removed, moved or reordered)")
                 try:
-                    derived = public_key(private_key)
-                except WgError:
-                    raise damaged(f"the private key of interface {name}", "it is not a WireGuard key") from None
-                key_d = digest(cipher, _key_input(FORMAT, server_id, name, private_key))
-                if derived != pub or not _same_row(cipher, bytes(stored_key_digest),
-                                                   lambda f, n=name, k=private_key: _key_input(f, server_id, n, k)):
-                    raise damaged(f"the private key of interface {name}", "it does not match its public key or digest")
-            peers, inputs, stored = peer_rows.result(name)
-            if sealed:
-                state = interface_state_digest(cipher, server_id, name, settings_d, key_d, inputs)
-                if state.hex() != snap.interface_digests.get(name):
-                    # Say which row, when one row is the cause; else the set or order of rows changed.
-                    for index, data in enumerate(inputs):
-                        row_digest = bytes.fromhex(stored[index][3:])
-                        if stored_format(row_digest) == FORMAT and row_digest[1:] != digest(cipher, data):
-                            raise damaged(f"peer {peers[index].public_key} of interface {name}",
-                                          "it does not match its digest")
-                    raise damaged(f"interface {name}", "its rows are not the ones the snapshot was saved with "
-                                  "(a row added, removed, moved or reordered)")
-            try:
-                result[name] = Interface(private_key=private_key, peers=tuple(peers), **settings_json)
-            except (WgError, TypeError) as exc:
-                raise damaged(f"interface {name}", str(exc)) from None
+                    result[name] = Interface(private_key=private_key, peers=tuple(peers), **settings_json)
+                except (WgError, TypeError) as exc:
+                    raise damaged(f"interface {name}", str(exc)) from None
         return sid, result
 
     # -- sync status ------------------------------------------------------------------------------------------
