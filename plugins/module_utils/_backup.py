@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass, field, fields
 
 from . import _device, _files, _peers
-from ._errors import WgError, WgValueError
+from ._errors import PutBack, WgError, WgValueError
 from ._interface import plan_device
 from ._keys import public_key
 from ._wgconf import IFNAME_RE, Interface, check_ifname, check_path, parse, render
@@ -92,6 +92,20 @@ def _as_configured(live, configured):
     return live.replace(endpoint=configured.endpoint, name=configured.name)
 
 
+def host_interfaces(config_dir: str, source, only=()) -> list[str]:
+    """The host's interfaces, sorted: every ``NAME.conf`` in ``config_dir`` and every device ``source`` runs
+    (limited to ``only`` when given)."""
+    try:
+        entries = os.listdir(config_dir)
+    except FileNotFoundError:
+        entries = []
+    except OSError as exc:
+        raise WgError(f"config_dir: cannot list {config_dir}: {exc.strerror}") from None
+    found = {e[:-5] for e in entries if e.endswith(".conf") and is_interface_name(e[:-5])}
+    found.update(source.names())
+    return sorted(found & set(only) if only else found)
+
+
 def capture(config_dir: str, source, names: list[str] | None = None, only: tuple = (),
             lock: bool = True) -> tuple[dict[str, Interface], dict[str, int]]:
     """The state of this host's interfaces, and per interface how many of its peers only the device has.
@@ -103,18 +117,7 @@ def capture(config_dir: str, source, names: list[str] | None = None, only: tuple
     ``lock`` takes each interface's file lock (not for a reader of a read-only mount).
     """
     check_config_dir("config_dir", config_dir)
-    if names:
-        chosen = [check_ifname("interfaces", n) for n in names]
-    else:
-        try:
-            entries = os.listdir(config_dir)
-        except FileNotFoundError:
-            entries = []
-        except OSError as exc:
-            raise WgError(f"config_dir: cannot list {config_dir}: {exc.strerror}") from None
-        found = {e[:-5] for e in entries if e.endswith(".conf") and is_interface_name(e[:-5])}
-        found.update(source.names())
-        chosen = sorted(found & set(only) if only else found)
+    chosen = [check_ifname("interfaces", n) for n in names] if names else host_interfaces(config_dir, source, only)
     state, live_only = {}, {}
     for name in chosen:
         path = _files.config_path(config_dir, name)
@@ -346,14 +349,7 @@ def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> Non
 def _put_back(done: list[_Done], implementation: str) -> list[str]:
     """The host as it was: files, interface starts and live peer changes, latest first, each step on its own
     whatever the others do. Returns what could not be put back."""
-    failed: list[str] = []
-
-    def attempt(what: str, action, *args) -> None:
-        try:
-            action(*args)
-        except Exception as exc:  # one step failing must not keep the others from running
-            failed.append(f"{what}: {exc}")
-
+    attempt = PutBack()
     for step in reversed(done):
         plan = step.plan
         if step.live is not None:
@@ -365,4 +361,4 @@ def _put_back(done: list[_Done], implementation: str) -> list[str]:
         if step.stopped and plan.existing is not None and not _device.link_exists(plan.name):
             # Only a file that can be parsed goes to wg-quick.
             attempt(f"starting {plan.name} again", _device.up, plan.path, implementation)
-    return failed
+    return attempt.failed

@@ -96,6 +96,23 @@ def redact_secrets(data, secrets: set):
 _COLLECTION_PATH = "ansible_collections/wgfleet/wireguard/"
 
 
+class PutBack:
+    """The steps that put a host back after a failure, each run on its own whatever the others do.
+
+    ``put_back(what, action, *args)`` runs one step; ``failed`` lists what could not be put back, as
+    ``"what: reason"`` for the error that reports the first failure.
+    """
+
+    def __init__(self):
+        self.failed: list[str] = []
+
+    def __call__(self, what: str, action, *args) -> None:
+        try:
+            action(*args)
+        except Exception as exc:  # one step failing must not keep the others from running
+            self.failed.append(f"{what}: {exc}")
+
+
 def describe_unexpected(exc: BaseException, operation: str) -> str:
     """A one-line account of a bug: what was being done, the exception, and where in the collection.
 

@@ -8,12 +8,10 @@ interface gives its public key, never its private one. Plain Python (no Ansible)
 """
 from __future__ import annotations
 
-import os
 import time
 
 from . import _device, _files
-from ._backup import DeviceSource, check_config_dir, is_interface_name
-from ._errors import WgError
+from ._backup import DeviceSource, check_config_dir, host_interfaces
 from ._keys import public_key
 from ._wgconf import check_ifname, check_int
 
@@ -30,15 +28,7 @@ def interface_info(config_dir: str, names=None, recent_handshake: int = DEFAULT_
     if names:
         chosen = sorted({check_ifname("interfaces", n) for n in names})
     else:
-        try:
-            entries = os.listdir(config_dir)
-        except FileNotFoundError:
-            entries = []
-        except OSError as exc:
-            raise WgError(f"config_dir: cannot list {config_dir}: {exc.strerror}") from None
-        found = {e[:-5] for e in entries if e.endswith(".conf") and is_interface_name(e[:-5])}
-        found.update(DeviceSource().names())
-        chosen = sorted(found)
+        chosen = host_interfaces(config_dir, DeviceSource())
     now = time.time() if now is None else now
     out = {name: _one(config_dir, name, recent_handshake, now) for name in chosen}
     return {"interfaces": out, "counts": {

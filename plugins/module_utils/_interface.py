@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from . import _device, _files
 from ._difference import DifferenceTracker, same_value
-from ._errors import WgError, WgValueError
+from ._errors import PutBack, WgError, WgValueError
 from ._keys import generate_private_key, public_key
 from ._wgconf import HOOKS, Interface, check_ifname, check_path, parse, render
 
@@ -302,14 +302,7 @@ def _put_back(plan: InterfacePlan, req: InterfaceRequest, original: str | None, 
     """Each step on its own, whatever the others do: the file as it was, then the interface as it ran.
     Returns what could not be put back."""
     name, path = plan.name, plan.path
-    failed: list[str] = []
-
-    def attempt(what: str, action, *args) -> None:
-        try:
-            action(*args)
-        except Exception as exc:  # one step failing must not keep the others from running
-            failed.append(f"{what}: {exc}")
-
+    attempt = PutBack()
     if "up" in done and _device.link_exists(name):
         # Started, but it failed its check: take it down with the new file, whose PostUp ran.
         attempt(f"stopping {name}", _device.down, path, name)
@@ -324,4 +317,4 @@ def _put_back(plan: InterfacePlan, req: InterfaceRequest, original: str | None, 
     if "down" in done and plan.existing is not None and not _device.link_exists(name):
         attempt(f"starting {name} again", _device.up, path, req.implementation,
                 public_key(plan.existing.private_key) if plan.existing.private_key else None)
-    return failed
+    return attempt.failed
