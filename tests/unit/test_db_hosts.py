@@ -13,7 +13,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._dbconfig import
     session_attrs,
 )
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgValueError
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._sync import ConfigError, load_config
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._sync_settings import ConfigError, load_config
 
 LINE_BREAKS = ["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 SYNC = {"WGSYNC_SERVER_ID": "srv1", "WGSYNC_WGREST_TOKEN": "tok-hosts-SECRET", "WGSYNC_ALLOW_PLAINTEXT_KEYS": "true",

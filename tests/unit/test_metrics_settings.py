@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._metrics import parse_handshake
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._sync import ConfigError, load_config
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._sync_settings import ConfigError, load_config
 
 BASE = {"WGSYNC_SERVER_ID": "srv1", "WGSYNC_DB_HOST": "/tmp", "WGSYNC_WGREST_TOKEN": "tok-metrics-7d1f",
         "WGSYNC_ALLOW_PLAINTEXT_KEYS": "true", "WGSYNC_ENCRYPTION_KEY_FILE": "/nonexistent/wgsync-metrics-key"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._sync import ConfigError, load_config, main
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._sync import main
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._sync_settings import ConfigError, load_config
 
 TOKEN = "tok-attack-SECRET-7d1f"
 BASE = {"WGSYNC_SERVER_ID": "srv1", "WGSYNC_DB_HOST": "/tmp", "WGSYNC_WGREST_TOKEN": TOKEN,
