@@ -29,7 +29,7 @@ from . import _device, _files, _peers
 from ._errors import PutBack, WgError, WgValueError
 from ._interface import plan_device
 from ._keys import public_key
-from ._wgconf import IFNAME_RE, Interface, check_ifname, check_path, parse, render
+from ._wgconf import Interface, check_ifname, check_path, is_ifname, parse, render
 from ._wgrest import prune_dump
 
 # --- capture ---------------------------------------------------------------------------------------------
@@ -41,8 +41,9 @@ def check_config_dir(option: str, value) -> str:
 
 
 def is_interface_name(name: str) -> bool:
-    """A name a capture may take from a directory listing or a device list (never a hidden file)."""
-    return bool(IFNAME_RE.fullmatch(name)) and not name.startswith(".")
+    """A name a capture may take from a directory listing or a device list: wg-quick's rule (``is_ifname``),
+    less dot-names, which in a config directory are the collection's own lock and temporary files."""
+    return is_ifname(name) and not name.startswith(".")
 
 
 class DeviceSource:
@@ -271,7 +272,7 @@ class _Done:
     live: _device.LiveChange | None = None  # peer changes made to a running device
 
 
-def _remove_strays(plan: RestorePlan) -> None:
+def _remove_stray_peers(plan: RestorePlan) -> None:
     """After a start: peers the device holds that the snapshot has not (a PostUp hook may add them) go,
     with their routes."""
     live = _device.read_dump(plan.name)
@@ -327,7 +328,7 @@ def apply_restore(plans: list[RestorePlan], implementation: str = "auto") -> Non
                 if plan.action in ("up", "restart"):
                     step.started = True
                     _device.up(plan.path, implementation)
-                    _remove_strays(plan)
+                    _remove_stray_peers(plan)
                 elif plan.action == "live":
                     if plan.live_settings:
                         _device.set_interface(plan.name, plan.desired.private_key, plan.desired.listen_port,

@@ -87,7 +87,7 @@ def locked(config_dir: str, name: str):
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        _remove_strays(config_path(config_dir, name))
+        _remove_stray_temp_files(config_path(config_dir, name))
         yield
     finally:
         os.close(fd)
@@ -96,7 +96,7 @@ def locked(config_dir: str, name: str):
 # The temporary names this module has used: the fixed one, a backup copy's (".wg0.conf.913.<time>~.tmp"),
 # and mkstemp's (".wg0.conf.k2j4_x9a") before them. Backup copies themselves ("wg0.conf.913.<time>~") stay,
 # but never readable by others: older versions made them 0644 for a moment, and a failed one stayed so.
-def _remove_strays(path: str) -> None:
+def _remove_stray_temp_files(path: str) -> None:
     directory, base = os.path.dirname(path) or ".", os.path.basename(path)
     temporary = re.compile(rf"^\.{re.escape(base)}\.(tmp|[a-z0-9_]{{8}}|[0-9]+\.[^/]*~\.tmp)\Z")
     backup = re.compile(rf"^{re.escape(base)}\.[0-9]+\.[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}@[0-9:]{{8}}~\Z")
