@@ -38,7 +38,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils import (  # noqa
     _secrets,
     _sync,
     _wgconf,
-    _wgrest,
+    _wgrest_dump,
 )
 from tests.helpers.netns import Lab  # noqa: E402
 from tests.helpers.postgres import PostgresServer  # noqa: E402
@@ -93,7 +93,7 @@ def main() -> int:
         etc = base / "etc"
         _files.write_config(_files.config_path(str(etc), name), _wgconf.Interface(
             private_key=_keys.generate_private_key(), listen_port=51820, address=["10.200.0.1/16"],
-            post_up=[_wgrest.restore_hook(str(base / "wgrest"))]))
+            post_up=[_wgrest_dump.restore_hook(str(base / "wgrest"))]))
         host.quick("up", _files.config_path(str(etc), name))
         lines = ["[Interface]"]
         for i in range(args.peers):

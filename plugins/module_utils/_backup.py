@@ -30,7 +30,7 @@ from ._errors import PutBack, WgError, WgValueError
 from ._interface import plan_device
 from ._keys import public_key
 from ._wgconf import Interface, check_ifname, check_path, is_ifname, parse, render
-from ._wgrest import prune_dump
+from ._wgrest_dump import prune_dump
 
 # --- capture ---------------------------------------------------------------------------------------------
 

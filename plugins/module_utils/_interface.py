@@ -53,7 +53,7 @@ class InterfaceRequest:
         if unknown:
             raise WgValueError(f"{sorted(unknown)[0]}: not an interface setting")
         if self.api_peers_dir is not None:
-            from ._wgrest import check_dump_dir
+            from ._wgrest_dump import check_dump_dir
 
             # The directory ends up inside a PostUp line: one line, no '#'.
             check_path("api_peers_dir", self.api_peers_dir, comment_ok=False)
@@ -62,7 +62,7 @@ class InterfaceRequest:
     def hook(self) -> str | None:
         if self.api_peers_dir is None:
             return None
-        from ._wgrest import restore_hook
+        from ._wgrest_dump import restore_hook
 
         return restore_hook(self.api_peers_dir)
 

@@ -1,5 +1,5 @@
 # Private to the wgfleet.wireguard collection: not a public API.
-"""wgrest v2: an HTTP client, the wg_peer ``wgrest`` backend, and the guard against wgrest's file dumps.
+"""wgrest v2: the HTTP client and the mapping between the API's peers and devices and the model.
 
 The client uses urllib only, so it runs in modules on any host and in the
 wgrest-sync container. It speaks wgrest as docs/wgrest.md describes it: a
@@ -8,38 +8,27 @@ pages followed through the ``Link`` header, keepalives as Go durations, and
 ``{"code", "message", "detail"}`` error bodies turned into messages that name
 the device and peer. Only requests that are safe to repeat are retried.
 
-The file hazard: wgrest rewrites ``<config-dir>/<name>.conf`` from
-``wg showconf`` (no Address, DNS, MTU, Table or hooks). The collection never
-lets it near the wg-quick file: wgrest gets its own config dir
-(``WGREST_DUMP_DIR``), which then holds its dumps of every device, and each
-wg-quick file carries the ``PostUp`` hook of :func:`restore_hook`, which puts
-back on the device the peers that exist only in wgrest's dump. See
-docs/wgrest.md for the whole design.
+The wg_peer ``wgrest`` backend is in ``_wgrest_backend``; the guard against wgrest's
+file dumps (its own directory, the ``PostUp`` restore hook) in ``_wgrest_dump``.
+See docs/wgrest.md for the whole design.
 """
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import os
 import re
-import shlex
 import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
-from . import _files
-from ._addresses import interface_subnets, parse_pool
 from ._errors import WgError, WgValueError, scrub_keys
 from ._keys import url_safe
-from ._peers import PeerSpec, allocate_addresses, peer_addresses, plan_peers
-from ._wgconf import Interface, Peer, check_ifname, render, render_peer
+from ._wgconf import Interface, Peer, check_ifname
 
 DEFAULT_API_URL = "http://127.0.0.1:51822"
 # wgrest's own config dir on the host (its data volume): its dumps land here, never in /etc/wireguard.
-WGREST_DUMP_DIR = "/var/lib/wgrest/wireguard"
 PER_PAGE = 100
 # A listing longer than this many pages (a million peers) is a server that never stops answering "next".
 MAX_PAGES = 10_000
@@ -435,197 +424,3 @@ def needs_recreate(old: Peer, new: Peer) -> bool:
     """True when PATCH cannot reach ``new``: it never clears allowed IPs, an endpoint or a preshared key."""
     return (bool(old.allowed_ips) and not new.allowed_ips) or (bool(old.endpoint) and not new.endpoint) \
         or (bool(old.preshared_key) and not new.preshared_key)
-
-
-# --- the wg_peer backend -----------------------------------------------------------
-
-LABEL_WARNING = ("name: wgrest has no field for a peer label; the label of {count} peer(s) was ignored "
-                 "(labels are kept by backend=file, in the wg-quick file)")
-
-
-class WgrestBackend:
-    """Peers of one device, kept by wgrest (and so on the live device). Same surface as FileBackend."""
-
-    def __init__(self, interface: str, api_url: str = DEFAULT_API_URL, api_token: str | None = None,
-                 validate_certs: bool = True, timeout: float = 30, address_pool=None,
-                 config_dir: str = "/etc/wireguard"):
-        self.interface = check_ifname("interface", interface)
-        self.client = WgrestClient(api_url, api_token, validate_certs=validate_certs, timeout=timeout)
-        # Allocation needs the interface's subnet: from its wg-quick file on this host, else its live addresses.
-        self.address_pool = address_pool
-        self.config_dir = config_dir
-
-    def read(self) -> list[Peer]:
-        try:
-            self.client.device(self.interface)
-        except WgrestError as exc:
-            if exc.code == "device_not_found":
-                raise WgValueError(f"interface: {self.interface!r} does not exist on wgrest at {self.client.base}; "
-                                   "create it with wg_interface (wgrest cannot create interfaces)") from None
-            raise
-        return [peer_from_api(p, self.interface) for p in self.client.peers(self.interface)]
-
-    def apply(self, specs: list[PeerSpec], exclusive: bool, check_mode: bool) -> dict:
-        for spec in specs:
-            if spec.expires:
-                raise WgValueError(f"{spec.option('expires')}: backend wgrest has no field to keep an expiry; "
-                                   "use backend=file for peers that expire")
-        if self.address_pool is None:
-            return self._apply(specs, exclusive, check_mode)
-        # The file's lock serializes allocating runs on this host (another wg_peer, file or wgrest backend).
-        with _files.locked(self.config_dir, self.interface):
-            return self._apply(specs, exclusive, check_mode)
-
-    def _pool_source(self) -> Interface:
-        """The interface as this host knows it, for its subnets and the file's peers."""
-        path = _files.config_path(self.config_dir, self.interface)
-        known = _files.read_config(path)
-        if known is None:
-            from ._device import addresses_and_mtu, link_exists
-
-            if not link_exists(self.interface):
-                raise WgValueError(f"address_pool: cannot tell the subnet of interface {self.interface!r}: "
-                                   f"no {path} and no such device on this host")
-            known = Interface(address=addresses_and_mtu(self.interface)[0])
-        return known
-
-    def _apply(self, specs: list[PeerSpec], exclusive: bool, check_mode: bool) -> dict:
-        labelled = [s for s in specs if s.name]
-        # wgrest cannot hold a label: plan without it, so that a label never reads as a change.
-        specs = [PeerSpec(**{**vars(s), "name": None}) for s in specs]
-        current = self.read()
-        given: dict = {}
-        if self.address_pool is not None:
-            known = self._pool_source()
-            subnets = interface_subnets("address_pool", known.address)
-            pool = parse_pool("address_pool", self.address_pool, subnets)
-            held = [ip for p in known.peers for ip in p.allowed_ips]
-            specs, given = allocate_addresses(current, specs, pool, subnets, held)
-        plan = plan_peers(current, specs, exclusive)
-        where = f"{self.client.base}/v1/devices/{self.interface}/"
-        result = {
-            "changed": plan.changed,
-            "peers": plan.summary(),
-            "drift": [],
-            "peer_count": len(plan.desired),
-            "applied": "none",
-            "diff": {"before": _render_peers(current), "after": _render_peers(plan.desired),
-                     "before_header": where, "after_header": where},
-            "expired": [],
-            "allocated": given,
-            "addresses": peer_addresses(plan.desired, specs),
-        }
-        if labelled:
-            result["warnings"] = [LABEL_WARNING.format(count=len(labelled))]
-        if check_mode or not plan.changed:
-            return result
-        old = {p.public_key: p for p in current}
-        for key in plan.removed:
-            self.client.delete_peer(self.interface, key)
-        for peer in plan.updated:
-            if needs_recreate(old[peer.public_key], peer):
-                self.client.delete_peer(self.interface, peer.public_key)
-                self.client.create_peer(self.interface, peer_body(peer))
-            else:
-                self.client.update_peer(self.interface, peer.public_key, peer_body(peer))
-        for peer in plan.added:
-            self.client.create_peer(self.interface, peer_body(peer))
-        result["applied"] = "api"
-        # wgrest's answers echo the request; only a read-back tells what the device holds.
-        after = {p.public_key: p for p in self.read()}
-        wrong = [p.public_key for p in plan.desired if after.get(p.public_key) != p]
-        wrong += [k for k in plan.removed if k in after]
-        if wrong:
-            raise WgError(f"wgrest at {self.client.base}: device {self.interface!r} does not hold the requested "
-                          f"state of peer(s) {', '.join(wrong)} after the change")
-        return result
-
-
-def _render_peers(peers: list[Peer]) -> str:
-    lines: list[str] = []
-    for peer in peers:
-        lines.extend(render_peer(peer, redact=True))
-    return "\n".join(lines).lstrip("\n") + ("\n" if lines else "")
-
-
-# --- the file hazard -------------------------------------------------------------------
-
-
-def check_dump_dir(dump_dir: str, wg_config_dir: str = "/etc/wireguard") -> str:
-    """Refuse to point wgrest at the wg-quick directory: its dumps would strip Address, DNS, MTU and hooks."""
-    if os.path.realpath(dump_dir) == os.path.realpath(wg_config_dir):
-        raise WgValueError(
-            f"wgrest config dir: {dump_dir!r} is the wg-quick directory; wgrest rewrites <name>.conf there from "
-            f"'wg showconf' and would drop Address, DNS, MTU, Table and the hooks. Use its own directory "
-            f"(default {WGREST_DUMP_DIR})"
-        )
-    return dump_dir
-
-
-# awk over wgrest's dump: print each [Peer] section whose PublicKey the device does not have yet.
-# No '#' anywhere: the wg-quick parser would cut the line there.
-_RESTORE_AWK = (
-    'function flush() { if (b != "" && !skip) printf "%s", b; b = ""; skip = 0 } '
-    'BEGIN { n = split(live, l, "\\n"); for (i = 1; i <= n; i++) have[l[i]] = 1 } '
-    '/^\\[/ { flush(); inpeer = ($0 == "[Peer]") } '
-    'inpeer && $1 == "PublicKey" { skip = ($3 in have) } '
-    "inpeer { b = b $0 \"\\n\" } "
-    "END { flush() }"
-)
-
-
-def restore_hook(dump_dir: str = WGREST_DUMP_DIR) -> str:
-    """The ``PostUp`` command that gives a freshly started interface back the peers wgrest added.
-
-    wg-quick has just loaded the wg-quick file; this adds, from wgrest's last
-    dump (``<dump_dir>/<name>.conf``), only the peers the device does not hold,
-    so peers managed in the file keep the file's settings and the interface's
-    own settings (key, port) never come from the dump. Without a dump it does
-    nothing. It needs only bash, awk and wg, which wg-quick needs anyway.
-    """
-    dump = shlex.quote(os.path.join(dump_dir, "")) + "%i.conf"
-    return (f"[ ! -r {dump} ] || awk -v live=\"$(wg show %i peers)\" {shlex.quote(_RESTORE_AWK)} {dump} "
-            "| wg addconf %i /dev/stdin")
-
-
-_HOOK_RE = re.compile(r"^\[ ! -r (.+?)%i\.conf \] \|\| awk ")
-
-
-def dump_dirs(iface: Interface) -> list[str]:
-    """The wgrest dump directories named by the :func:`restore_hook` lines of ``iface`` (exactly those)."""
-    found = []
-    for cmd in iface.post_up:
-        match = _HOOK_RE.match(cmd)
-        if not match:
-            continue
-        with contextlib.suppress(ValueError):
-            words = shlex.split(match.group(1))
-            if len(words) == 1 and restore_hook(words[0]) == cmd:
-                found.append(words[0])
-    return found
-
-
-def prune_dump(iface: Interface, name: str) -> list[str]:
-    """Drop from wgrest's dump of ``name`` the peers ``iface`` does not have; returns their keys.
-
-    After a restore the snapshot is the truth: a peer left in the dump would come
-    back at the next start through the restore hook. The device holds none of them
-    by then, so wgrest's own next dump agrees.
-    """
-    keep = iface.peer_map()
-    removed: list[str] = []
-    for directory in dump_dirs(iface):
-        path = os.path.join(directory, f"{name}.conf")
-        dump = _files.read_config(path)
-        if dump is None:
-            continue
-        gone = [p.public_key for p in dump.peers if p.public_key not in keep]
-        if gone:
-            _files.write_atomic(path, render(dump.replace(peers=tuple(p for p in dump.peers if p.public_key in keep)),
-                                             wg_only=True))
-            removed.extend(k for k in gone if k not in removed)
-    return removed
-
-
-__all__ = ["DEFAULT_API_URL", "WGREST_DUMP_DIR", "WgrestBackend", "WgrestClient", "WgrestError", "WgrestSource",
-           "check_dump_dir", "check_token", "peer_from_api", "prune_dump", "restore_hook"]

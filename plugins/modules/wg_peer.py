@@ -294,7 +294,7 @@ PEER_SPEC = {
 
 def make_backend(params):
     if params["backend"] == "wgrest":
-        from ..module_utils._wgrest import WgrestBackend
+        from ..module_utils._wgrest_backend import WgrestBackend
 
         return WgrestBackend(
             params["interface"],

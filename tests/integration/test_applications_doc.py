@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _wgrest
+from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _wgrest_dump
 from tests.conftest import needs_lab
 from tests.helpers.netns import ping, sh
 from tests.helpers.playbook import REPO
@@ -38,7 +38,7 @@ def server(lab, tmp_path):
     host.private_key = _keys.generate_private_key()
     host.conf = write_conf(tmp_path / "etc" / f"{host.name}.conf",
                            f"[Interface]\nPrivateKey = {host.private_key}\nListenPort = 51820\n"
-                           f"Address = 10.10.0.1/24\nPostUp = {_wgrest.restore_hook(str(tmp_path / 'wgrest'))}\n")
+                           f"Address = 10.10.0.1/24\nPostUp = {_wgrest_dump.restore_hook(str(tmp_path / 'wgrest'))}\n")
     host.quick("up", host.conf)
     host.start_wgrest(tmp_path / "wgrest", token=TOKEN)
     host.client_ns = lab.host("cli")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ansible_collections.wgfleet.wireguard.plugins.module_utils import _files, _keys
+from ansible_collections.wgfleet.wireguard.plugins.module_utils import _files, _keys, _wgrest_backend, _wgrest_dump
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import generate_key
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer, parse
 from tests.conftest import needs_lab
@@ -407,7 +407,6 @@ def test_a_restore_revokes_what_the_snapshot_lacks_for_good(pg_server, pg_db, la
     """A peer added through wgrest after the snapshot: the restore takes it off the device (also when it
     restarts the interface, whose PostUp hook replays wgrest's dump) and out of that dump, so the client cannot
     handshake, not even after a later restart."""
-    from ansible_collections.wgfleet.wireguard.plugins.module_utils import _wgrest
     from ansible_collections.wgfleet.wireguard.plugins.module_utils._peers import PeerSpec
     from tests.helpers.wgrest_real import Client, WgrestHost
 
@@ -416,7 +415,7 @@ def test_a_restore_revokes_what_the_snapshot_lacks_for_good(pg_server, pg_db, la
     dump = tmp_path / "wgrest"
     host.private_key = _keys.generate_private_key()
     iface = Interface(private_key=host.private_key, listen_port=51820, address=("10.231.8.1/24",), mtu=1420,
-                      post_up=(_wgrest.restore_hook(str(dump)),), peers=(new_peer(70)[1],))
+                      post_up=(_wgrest_dump.restore_hook(str(dump)),), peers=(new_peer(70)[1],))
     etc = tmp_path / "etc"
     path = _files.config_path(str(etc), name)
     _files.write_config(path, iface)
@@ -428,7 +427,7 @@ def test_a_restore_revokes_what_the_snapshot_lacks_for_good(pg_server, pg_db, la
     succeeded(res, secrets_of(iface))
 
     client = Client(lab, host, tmp_path, "10.231.8.9")
-    _wgrest.WgrestBackend(name, host.api_url, "rv-token").apply(
+    _wgrest_backend.WgrestBackend(name, host.api_url, "rv-token").apply(
         [PeerSpec(public_key=client.public_key, allowed_ips=["10.231.8.9/32"])], False, False)
     assert client.can_reach_server() and client.handshake() > 0
     if plan == "restart":  # a start-time setting changed since the snapshot: the restore must restart

@@ -21,7 +21,7 @@ import urllib.request
 
 import pytest
 
-from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _wgrest
+from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _wgrest_dump
 from tests.conftest import needs_lab
 from tests.helpers.keys import new_key
 from tests.helpers.netns import ping, sh, wg_dump
@@ -43,7 +43,7 @@ def server(lab, tmp_path):
     host.etc = tmp_path / "etc"
     host.conf = write_conf(host.etc / f"{host.name}.conf",
                            f"[Interface]\nPrivateKey = {host.private_key}\nListenPort = 51820\n"
-                           f"Address = 10.231.12.1/24\nPostUp = {_wgrest.restore_hook(str(tmp_path / 'wgrest'))}\n")
+                           f"Address = 10.231.12.1/24\nPostUp = {_wgrest_dump.restore_hook(str(tmp_path / 'wgrest'))}\n")
     host.quick("up", host.conf)
     host.start_wgrest(tmp_path / "wgrest", token=TOKEN)
     host.client_ns = lab.host("cli")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _wgrest
+from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _wgrest, _wgrest_backend, _wgrest_dump
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError, WgValueError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._peers import PeerSpec
 from tests.conftest import needs_lab
@@ -33,7 +33,7 @@ def server(lab, tmp_path):
     host.dump_dir = tmp_path / "wgrest"
     host.conf = write_conf(tmp_path / "etc" / f"{host.name}.conf",
                            f"[Interface]\nPrivateKey = {host.private_key}\nListenPort = 51820\n"
-                           f"Address = 10.231.8.1/24\nPostUp = {_wgrest.restore_hook(str(host.dump_dir))}\n")
+                           f"Address = 10.231.8.1/24\nPostUp = {_wgrest_dump.restore_hook(str(host.dump_dir))}\n")
     host.quick("up", host.conf)
     host.start_wgrest(host.dump_dir, token=TOKEN)
     return host
@@ -45,7 +45,7 @@ def peer_task(server, task: str, **options) -> dict:
 
 
 def test_backend_check_mode_apply_and_idempotence(server):
-    backend = _wgrest.WgrestBackend(server.name, server.api_url, TOKEN)
+    backend = _wgrest_backend.WgrestBackend(server.name, server.api_url, TOKEN)
     key, psk = new_key(), _keys.generate_private_key()
     specs = [PeerSpec(public_key=key, allowed_ips=["10.231.8.20/32"], preshared_key=psk, persistent_keepalive=25)]
 
@@ -66,7 +66,7 @@ def test_backend_check_mode_apply_and_idempotence(server):
 
 
 def test_backend_updates_clears_and_removes(server):
-    backend = _wgrest.WgrestBackend(server.name, server.api_url, TOKEN)
+    backend = _wgrest_backend.WgrestBackend(server.name, server.api_url, TOKEN)
     keep, other = new_key(), new_key()
     backend.apply([PeerSpec(public_key=keep, allowed_ips=["10.231.8.21/32"], endpoint="172.31.250.9:51820"),
                    PeerSpec(public_key=other, allowed_ips=["10.231.8.22/32"])], False, False)
@@ -86,7 +86,7 @@ def test_backend_updates_clears_and_removes(server):
 
 
 def test_labels_are_ignored_with_a_warning_and_never_read_as_change(server):
-    backend = _wgrest.WgrestBackend(server.name, server.api_url, TOKEN)
+    backend = _wgrest_backend.WgrestBackend(server.name, server.api_url, TOKEN)
     spec = PeerSpec(public_key=new_key(), allowed_ips=["10.231.8.30/32"], name="alice")
     first = backend.apply([spec], False, False)
     assert first["changed"] and "no field for a peer label" in first["warnings"][0]
@@ -95,9 +95,9 @@ def test_labels_are_ignored_with_a_warning_and_never_read_as_change(server):
 
 def test_backend_errors_are_clear(server):
     with pytest.raises(WgValueError, match=r"interface: 'nosuchwg0' does not exist on wgrest"):
-        _wgrest.WgrestBackend("nosuchwg0", server.api_url, TOKEN).apply([], False, True)
+        _wgrest_backend.WgrestBackend("nosuchwg0", server.api_url, TOKEN).apply([], False, True)
     with pytest.raises(WgError, match=r"authentication failed.*check api_token"):
-        _wgrest.WgrestBackend(server.name, server.api_url, "wrong").apply([], False, True)
+        _wgrest_backend.WgrestBackend(server.name, server.api_url, "wrong").apply([], False, True)
 
 
 def test_wg_peer_backend_wgrest_through_ansible_with_a_handshake(server, lab, tmp_path):

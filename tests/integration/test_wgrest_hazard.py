@@ -2,7 +2,7 @@
 
 The layout (docs/wgrest.md): wgrest's --config-dir is its own directory, never
 the wg-quick one, and every wg-quick file carries the PostUp of
-``_wgrest.restore_hook`` that gives a fresh interface back the peers that only
+``_wgrest_dump.restore_hook`` that gives a fresh interface back the peers that only
 wgrest's dump holds. Each test checks what a user would see: the file's
 bytes, the interface's addresses and hook, the device's peers.
 """
@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.wgfleet.wireguard.plugins.module_utils import _files, _keys, _wgconf, _wgrest
+from ansible_collections.wgfleet.wireguard.plugins.module_utils import (
+    _files,
+    _keys,
+    _wgconf,
+    _wgrest,
+    _wgrest_backend,
+    _wgrest_dump,
+)
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgValueError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._peers import PeerSpec
 from tests.conftest import needs_lab
@@ -33,7 +40,7 @@ def layout(lab, tmp_path):
     file_peer = _wgconf.Peer(public_key=new_key(), allowed_ips=["10.231.9.2/32"], name="managed-in-file")
     iface = _wgconf.Interface(
         private_key=_keys.generate_private_key(), listen_port=51820, address=["10.231.9.1/24"], mtu=1380,
-        post_up=[f"touch {marker}", _wgrest.restore_hook(str(_wgrest.check_dump_dir(str(dump), str(etc))))],
+        post_up=[f"touch {marker}", _wgrest_dump.restore_hook(str(_wgrest_dump.check_dump_dir(str(dump), str(etc))))],
         pre_down=[f"rm -f {marker}"], peers=[file_peer])
     path = _files.config_path(str(etc), name)
     _files.write_config(path, iface)
@@ -61,7 +68,7 @@ def test_the_hazard_is_real_when_wgrest_shares_the_wg_quick_dir(lab, layout):
     assert stripped.address == () and stripped.mtu is None and stripped.post_up == ()
     assert stripped.private_key == layout["iface"].private_key
     with pytest.raises(WgValueError, match="would drop Address"):
-        _wgrest.check_dump_dir(str(layout["etc"]), str(layout["etc"]))
+        _wgrest_dump.check_dump_dir(str(layout["etc"]), str(layout["etc"]))
 
 
 def test_wgrest_restarts_and_dumps_never_touch_the_wg_quick_file(lab, layout):
@@ -70,7 +77,7 @@ def test_wgrest_restarts_and_dumps_never_touch_the_wg_quick_file(lab, layout):
     before = Path(layout["path"]).read_bytes()
     host.start_wgrest(layout["dump"], token=TOKEN, dump_interval="200ms")
     specs = api_peers()
-    _wgrest.WgrestBackend(layout["name"], host.api_url, TOKEN).apply(specs, False, False)
+    _wgrest_backend.WgrestBackend(layout["name"], host.api_url, TOKEN).apply(specs, False, False)
     host.stop_wgrest()  # SIGTERM: one more dump
     host.start_wgrest(layout["dump"], token=TOKEN, dump_interval="200ms")
     time.sleep(0.6)  # a few interval dumps
@@ -79,7 +86,7 @@ def test_wgrest_restarts_and_dumps_never_touch_the_wg_quick_file(lab, layout):
     assert {s.public_key for s in specs} <= set(device_peers(host, layout["name"]))
     dumped = _files.read_config(str(layout["dump"] / f"{layout['name']}.conf"))
     assert {s.public_key for s in specs} <= set(dumped.peer_map())
-    again = _wgrest.WgrestBackend(layout["name"], host.api_url, TOKEN).apply(specs, False, False)
+    again = _wgrest_backend.WgrestBackend(layout["name"], host.api_url, TOKEN).apply(specs, False, False)
     assert not again["changed"]
 
 
@@ -87,7 +94,7 @@ def test_api_peers_survive_an_interface_restart_with_their_settings(lab, layout)
     host = WgrestHost(lab)
     host.quick("up", layout["path"])
     host.start_wgrest(layout["dump"], token=TOKEN)
-    backend = _wgrest.WgrestBackend(layout["name"], host.api_url, TOKEN)
+    backend = _wgrest_backend.WgrestBackend(layout["name"], host.api_url, TOKEN)
     specs = api_peers()
     gone = PeerSpec(public_key=new_key(), allowed_ips=["10.231.9.12/32"])
     backend.apply([*specs, gone], False, False)
@@ -123,7 +130,7 @@ def test_api_peers_survive_a_host_restart(lab, layout):
     host.quick("up", layout["path"])
     host.start_wgrest(layout["dump"], token=TOKEN)
     specs = api_peers()
-    _wgrest.WgrestBackend(layout["name"], host.api_url, TOKEN).apply(specs, False, False)
+    _wgrest_backend.WgrestBackend(layout["name"], host.api_url, TOKEN).apply(specs, False, False)
     expected = device_peers(host, layout["name"])
     host.stop_wgrest(kill=True)
     host.crash_interface(layout["name"])

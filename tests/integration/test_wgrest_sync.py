@@ -18,7 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.wgfleet.wireguard.plugins.module_utils import _files, _keys, _secrets, _wgconf, _wgrest
+from ansible_collections.wgfleet.wireguard.plugins.module_utils import (
+    _files,
+    _keys,
+    _secrets,
+    _wgconf,
+    _wgrest,
+    _wgrest_backend,
+    _wgrest_dump,
+)
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._peers import PeerSpec
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store
 from tests.conftest import needs_lab
@@ -46,7 +54,7 @@ class Setup:
         self.etc, self.dump = base / "etc-wireguard", base / "wgrest"
         self.file_peer = _wgconf.Peer(public_key=new_key(), allowed_ips=["10.231.10.2/32"], name="from-file")
         self.iface = _wgconf.Interface(private_key=_keys.generate_private_key(), listen_port=51820,
-                                       address=["10.231.10.1/24"], post_up=[_wgrest.restore_hook(str(self.dump))],
+                                       address=["10.231.10.1/24"], post_up=[_wgrest_dump.restore_hook(str(self.dump))],
                                        peers=[self.file_peer])
         _files.write_config(_files.config_path(str(self.etc), self.name), self.iface)
         self.host.quick("up", _files.config_path(str(self.etc), self.name))
@@ -69,7 +77,7 @@ class Setup:
         }
         self.daemon: subprocess.Popen | None = None
         self.client = _wgrest.WgrestClient(self.host.api_url, TOKEN)
-        self.backend = _wgrest.WgrestBackend(self.name, self.host.api_url, TOKEN)
+        self.backend = _wgrest_backend.WgrestBackend(self.name, self.host.api_url, TOKEN)
 
     # -- the service
     def run(self, *args, env=None, timeout=30) -> subprocess.CompletedProcess:

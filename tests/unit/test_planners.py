@@ -19,7 +19,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._peers import (
     plan_peers,
 )
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgrest import restore_hook
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgrest_dump import restore_hook
 from tests.helpers.keys import PEER_A as A
 from tests.helpers.keys import PEER_B as B
 from tests.helpers.keys import PEER_C as C

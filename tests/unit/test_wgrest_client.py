@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _wgconf, _wgrest
+from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _wgconf, _wgrest, _wgrest_dump
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError, WgValueError
 from tests.helpers.keys import new_key
 from tests.helpers.scripted_http import JSON, ScriptedHTTP
@@ -59,7 +59,7 @@ def test_api_url_is_checked():
 
 
 def test_restore_hook_survives_the_wg_quick_parser(tmp_path):
-    hook = _wgrest.restore_hook("/var/lib/wgrest/wireguard")
+    hook = _wgrest_dump.restore_hook("/var/lib/wgrest/wireguard")
     iface = _wgconf.Interface(private_key=_keys.generate_private_key(), address=["10.9.0.1/24"], post_up=[hook])
     assert _wgconf.parse(_wgconf.render(iface)).post_up == (hook,)
 
@@ -68,8 +68,8 @@ def test_wgrest_is_never_pointed_at_the_wg_quick_dir(tmp_path):
     (tmp_path / "wg").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "wg")
     with pytest.raises(WgValueError, match="would drop Address"):
-        _wgrest.check_dump_dir(str(tmp_path / "link"), str(tmp_path / "wg"))
-    assert _wgrest.check_dump_dir(str(tmp_path / "dump"), str(tmp_path / "wg")) == str(tmp_path / "dump")
+        _wgrest_dump.check_dump_dir(str(tmp_path / "link"), str(tmp_path / "wg"))
+    assert _wgrest_dump.check_dump_dir(str(tmp_path / "dump"), str(tmp_path / "wg")) == str(tmp_path / "dump")
 
 
 # --- retries and timeouts, against a scripted HTTP server ------------------------------------
@@ -265,11 +265,11 @@ def test_prune_dump_keeps_only_the_snapshots_peers(tmp_path):
         f"[Interface]\nListenPort = 51820\nPrivateKey = {_keys.generate_private_key()}\n\n"
         f"[Peer]\nPublicKey = {keep}\nAllowedIPs = 10.0.0.2/32\n\n[Peer]\nPublicKey = {gone}\nAllowedIPs = 10.0.0.3/32\n")
     iface = _wgconf.Interface(private_key=_keys.generate_private_key(), peers=(_wgconf.Peer(public_key=keep),),
-                              post_up=("echo not a hook", _wgrest.restore_hook(str(dump_dir))))
-    assert _wgrest.dump_dirs(iface) == [f"{dump_dir}/"]
-    assert _wgrest.prune_dump(iface, "wg0") == [gone]
+                              post_up=("echo not a hook", _wgrest_dump.restore_hook(str(dump_dir))))
+    assert _wgrest_dump.dump_dirs(iface) == [f"{dump_dir}/"]
+    assert _wgrest_dump.prune_dump(iface, "wg0") == [gone]
     text = (dump_dir / "wg0.conf").read_text()
     assert keep in text and gone not in text
-    assert _wgrest.prune_dump(iface, "wg0") == [] and _wgrest.prune_dump(iface, "wg1") == []
+    assert _wgrest_dump.prune_dump(iface, "wg0") == [] and _wgrest_dump.prune_dump(iface, "wg1") == []
     # Only the exact hook counts: a look-alike command names no dump.
-    assert _wgrest.dump_dirs(iface.replace(post_up=("[ ! -r /x/%i.conf ] || awk 1 /x/%i.conf",))) == []
+    assert _wgrest_dump.dump_dirs(iface.replace(post_up=("[ ! -r /x/%i.conf ] || awk 1 /x/%i.conf",))) == []
