@@ -578,7 +578,7 @@ class _PeerRows(io.TextIOBase):
         any other row (format 1, a name with an escape, a key that does not open) takes the general path."""
         general = self.write
         self._head = head
-        now = [None, None]  # interface, (psk context, digest prefix, associated data, three appends)
+        now = [None, (None,) * 6]  # interface, (psk context, digest prefix, associated data, three appends)
 
         def write(line: str, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex, _peer=Peer,
                   _null=NULL, _format_2=_FORMAT_2_LENGTH + "\n", _nul="\0") -> int:

@@ -42,7 +42,7 @@ def server(lab, tmp_path):
     host.quick("up", host.conf)
     host.start_wgrest(tmp_path / "wgrest", token=TOKEN)
     host.client_ns = lab.host("cli")
-    host.underlay, _ = lab.link(host.ns, host.client_ns)
+    host.underlay, _client_ip = lab.link(host.ns, host.client_ns)
     return host
 
 

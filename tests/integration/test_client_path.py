@@ -47,7 +47,7 @@ def server(lab, tmp_path):
     host.quick("up", host.conf)
     host.start_wgrest(tmp_path / "wgrest", token=TOKEN)
     host.client_ns = lab.host("cli")
-    host.underlay, _ = lab.link(host.ns, host.client_ns)
+    host.underlay, _client_ip = lab.link(host.ns, host.client_ns)
     return host
 
 
@@ -154,7 +154,7 @@ def test_two_hundred_peers_get_free_addresses_never_one_an_application_holds(ser
     app_keys = {new_key(): f"10.231.12.{n}/32" for n in (2, 5, 77)}
     for key, cidr in app_keys.items():
         api(server, "POST", "peers/", {"public_key": key, "allowed_ips": [cidr]})
-    keys = [new_key() for _ in range(200)]
+    keys = [new_key() for _n in range(200)]
     res = on_server(server, [peer_task(server, address_pool=["10.231.12.0/24"],
                                        peers=[{"public_key": k} for k in keys])])["p"]
     assert res["changed"] and len(res["allocated"]) == 200
@@ -170,7 +170,7 @@ def test_two_hundred_peers_get_free_addresses_never_one_an_application_holds(ser
 
 
 def test_two_concurrent_runs_get_different_addresses(server):
-    batches = [[new_key() for _ in range(20)] for _ in range(2)]
+    batches = [[new_key() for _n in range(20)] for _batch in range(2)]
     results: list = [None, None]
 
     def run(i):
@@ -190,7 +190,7 @@ def test_two_concurrent_runs_get_different_addresses(server):
 
 def test_an_expired_peer_can_no_longer_complete_a_handshake(lab, server, tmp_path):
     soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=25)
-    name, dest, public, _peer, _ = make_client(lab, server, tmp_path, {
+    name, dest, public, _peer, _result = make_client(lab, server, tmp_path, {
         "address_pool": ["10.231.12.0/25"], "expires": soon.strftime("%Y-%m-%dT%H:%M:%SZ")})
     assert f"# Expires = {soon.strftime('%Y-%m-%dT%H:%M:%SZ')}" in server.conf.read_text()
     bring_up(server, (dest / f"{name}.conf").read_text(), tmp_path / "up" / f"{name}.conf")

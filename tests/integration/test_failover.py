@@ -107,7 +107,7 @@ def latest_snapshot(server, db) -> tuple[int, object]:
 def add_bulk(setup: Setup, count: int, first: int = 0) -> set[str]:
     """Peers straight onto the device (wgrest lists them like its own), each with a preshared key; addresses
     from number ``first`` on (a peer given another's address takes it from that one, as WireGuard does)."""
-    keys = [new_key() for _ in range(count)]
+    keys = [new_key() for _n in range(count)]
     conf = "".join(f"[Peer]\nPublicKey = {k}\nPresharedKey = {new_key()}\n"
                    f"AllowedIPs = 10.232.{i // 250}.{i % 250 + 1}/32\n" for i, k in enumerate(keys, first))
     setup.host.run("wg", "addconf", setup.name, "/dev/stdin", input=conf)
@@ -182,7 +182,7 @@ def test_the_sync_survives_losing_the_primary_mid_save_and_heals_the_lost_save(r
     setup.start()
     setup.wait_status(lambda s: s["ok"], timeout=40)
     standby.caught_up()
-    kept_id, _ = latest_snapshot(primary, db)
+    kept_id, _kept_time = latest_snapshot(primary, db)
     assert latest_snapshot(standby, db)[0] == kept_id > 0
     kept_peers = {r[0] for r in sql(standby, db, "SELECT public_key FROM peers WHERE server_id = %s AND valid_to IS NULL",
                                     (SERVER_ID,))}

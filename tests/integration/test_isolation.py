@@ -233,7 +233,7 @@ def test_writes_of_another_servers_rows_are_refused_by_the_database(fleet):
                 "INSERT INTO peers SELECT 'srv-b', interface, public_key, valid_from, valid_to, position, allowed_ips,"
                 " endpoint, persistent_keepalive, name, preshared_key, digest FROM peers",
             ):
-                args = tuple(digest for _ in range(sql.count("%s")))
+                args = tuple(digest for _n in range(sql.count("%s")))
                 assert "row-level security" in _refused(cur, sql, args or None), sql
             # COPY FROM is not even allowed under row-level security.
             with pytest.raises(psycopg2.Error, match="row-level security"):

@@ -219,7 +219,7 @@ def test_a_damaged_row_or_a_snapshot_under_another_key_fails_naming_it_and_write
     with Store(pg_server.params(pg_db), None) as store:
         with pytest.raises(StoreError) as info:
             rekey_server(store, "srv", KeyCipher.from_base64(new), KeyCipher.from_base64(k2))
-        ids = ", ".join(str(s) for s, _ in saved[:4])
+        ids = ", ".join(str(s) for s, _state in saved[:4])
         assert f"snapshots {ids} are encrypted with neither previous_encryption_key" in str(info.value)
         assert "nothing was changed" in str(info.value)
         assert rows(pg_server, pg_db) == before
@@ -397,7 +397,7 @@ def test_a_rekey_waits_for_the_servers_save_lock(pg_server, pg_db):
         worker = threading.Thread(target=run)
         worker.start()
         waiting = []
-        for _ in range(100):  # up to 10 s for the rekey to reach the lock
+        for _attempt in range(100):  # up to 10 s for the rekey to reach the lock
             waiting = pg_server.admin("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
                                       pg_db)[0][0]
             if waiting:
@@ -439,7 +439,7 @@ def test_a_rekey_killed_after_writing_every_row_leaves_the_database_unchanged(pg
     worker = threading.Thread(target=run)
     worker.start()
     pids = []
-    for _ in range(200):  # up to 20 s to reach the snapshots' update
+    for _attempt in range(200):  # up to 20 s to reach the snapshots' update
         pids = pg_server.admin("SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event = 'PgSleep'",
                                pg_db, (pg_db,))
         if pids:

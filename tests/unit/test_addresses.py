@@ -82,7 +82,7 @@ def test_a_peer_without_the_new_family_gets_only_that_one(etc):
 
 
 def test_two_hundred_peers_in_one_run_get_two_hundred_distinct_addresses(etc):
-    keys = [new_key() for _ in range(200)]
+    keys = [new_key() for _n in range(200)]
     res = peer(etc, address_pool=["10.10.0.0/24"], peers=[{"public_key": k} for k in keys])
     assert res["changed"] and res["peer_count"] == 200, res.get("msg")
     on_file = peers_in(etc / f"{NAME}.conf")

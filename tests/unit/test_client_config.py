@@ -33,7 +33,7 @@ def full(dest) -> dict:
 
 def test_check_mode_writes_nothing_then_a_run_makes_0600_files_then_nothing_changes(tmp_path):
     dest = tmp_path / "clients"
-    _, predicted = call({**full(dest), "_ansible_check_mode": True})
+    _out, predicted = call({**full(dest), "_ansible_check_mode": True})
     assert predicted["changed"] and not dest.exists(), predicted
     text, made = call(full(dest))
     assert made["changed"] and set(made["changes"]) == {"key", "preshared_key", "config", "qr_code"}, made
@@ -45,7 +45,7 @@ def test_check_mode_writes_nothing_then_a_run_makes_0600_files_then_nothing_chan
     assert f"PrivateKey = {secrets[0]}" in conf and f"PresharedKey = {secrets[1]}" in conf
     assert "AllowedIPs = 0.0.0.0/0, ::/0" in conf  # the full tunnel by default
     assert made["config"] == conf.replace(secrets[0], "**redacted**").replace(secrets[1], "**redacted**")
-    _, again = call(full(dest))
+    _out, again = call(full(dest))
     assert not again["changed"] and again["public_key"] == made["public_key"]
 
 

@@ -114,7 +114,7 @@ def _attempts(sock) -> int:
     count = 0
     while True:
         try:
-            conn, _ = sock.accept()
+            conn, _peer_address = sock.accept()
         except BlockingIOError:
             return count
         conn.close()

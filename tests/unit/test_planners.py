@@ -132,8 +132,8 @@ def test_plan_interface_counts_file_peers_without_their_routes_as_drift_repaired
     file, live = FILE.replace(peers=(peer,)), LIVE.replace(peers=(peer,))
     lacking = Routes([ipaddress.ip_network("10.10.0.0/24")])
     plan = plan_interface(request(), "/x/wg0.conf", file, live, None, True, lacking)
-    assert (plan.changed, plan.device.action, plan.report()["drift"], plan.routes_for) == (True, "live", ["routes"],
-                                                                                            [peer])
+    found = (plan.changed, plan.device.action, plan.report()["drift"], plan.routes_for)
+    assert found == (True, "live", ["routes"], [peer])
     assert plan.live_settings is False and plan.write_file is False
     routed = Routes(ipaddress.ip_network(n) for n in ("10.10.0.0/24", "10.50.0.0/24"))
     assert plan_interface(request(), "/x/wg0.conf", file, live, None, True, routed).changed is False
