@@ -277,5 +277,3 @@ def make_cipher(config: SyncConfig):
         return _secrets.make_cipher(config.encryption_key, config.encryption_key_file)
     except SecretError as exc:
         raise ConfigError(str(exc)) from None
-
-
