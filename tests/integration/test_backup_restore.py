@@ -89,6 +89,16 @@ def host_a(lab, tmp_path):
     return {"ns": ns, "conf": conf, "running": running, "idle": idle, "expected": expected}
 
 
+# What host_a's two files say in wg-quick's own keys, as host_a wrote them.
+WG_QUICK_KEYS = ("Address", "DNS", "MTU", "Table", "FwMark", "PreUp", "PostUp", "PostDown")
+WG_QUICK_WRITTEN = {
+    "running": {"Address": ["10.62.0.1/24"], "DNS": [], "MTU": ["1420"], "Table": [], "FwMark": [], "PreUp": [],
+           "PostUp": ["true up"], "PostDown": []},
+    "idle": {"Address": ["10.63.0.1/24, fd63::1/64"], "DNS": ["10.63.0.53"], "MTU": [], "Table": ["off"],
+           "FwMark": ["0x42"], "PreUp": ["echo pre"], "PostUp": [], "PostDown": ["echo post down"]},
+}
+
+
 def test_backup_and_restore_round_trip(pg_server, pg_db, host_a, lab, tmp_path):
     key = generate_key()
     db = db_args(pg_server, pg_db, key)
@@ -134,11 +144,20 @@ def test_backup_and_restore_round_trip(pg_server, pg_db, host_a, lab, tmp_path):
         assert parse(read(path)) == iface
         # And as wg-quick itself reads the file.
         stripped = wg_quick_strip(path)
-        assert stripped["private_key"] == iface.private_key
+        # (Compared to a boolean, so that a failure shows no key.)
+        key_restored = stripped["private_key"] == iface.private_key
+        assert key_restored, f"{name}: the restored file's private key is not the backed-up one"
         assert {k: v.get("AllowedIPs") for k, v in stripped["peers"].items()} == {
             p.public_key: ", ".join(p.allowed_ips) for p in iface.peers}
-        assert {k: v.get("PresharedKey") for k, v in stripped["peers"].items()} == {
+        psks_restored = {k: v.get("PresharedKey") for k, v in stripped["peers"].items()} == {
             p.public_key: p.preshared_key for p in iface.peers}
+        assert psks_restored, f"{name}: a restored preshared key is not the backed-up one"
+        assert {k: (v.get("Endpoint"), v.get("PersistentKeepalive")) for k, v in stripped["peers"].items()} == {
+            p.public_key: (p.endpoint, str(p.persistent_keepalive) if p.persistent_keepalive else None)
+            for p in iface.peers}
+        # wg-quick's own settings, read from the file by the test, against the values host_a wrote.
+        assert {key: quick_lines(path, key) for key in WG_QUICK_KEYS} == WG_QUICK_WRITTEN[
+            "running" if name == host_a["running"] else "idle"]
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert res["restore"]["interfaces"][name]["public_key"] == _keys.public_key(iface.private_key)
         # Check mode ran first and wrote nothing: the real run still had to create each file.
@@ -292,16 +311,21 @@ def wg_pubkey(private: str) -> str:
     return sh("wg", "pubkey", input=private + "\n").stdout.strip()
 
 
-def quick_dns_line(path) -> list[str]:
-    """The values of the [Interface] section's DNS lines of a wg-quick file, read by the test itself."""
+def quick_lines(path, key: str) -> list[str]:
+    """The values of the [Interface] section's ``key`` lines of a wg-quick file, read by the test itself."""
     values, section = [], None
     for line in read(path).splitlines():
         line = line.split("#", 1)[0].strip()
         if line.startswith("["):
             section = line
-        elif section == "[Interface]" and line.partition("=")[0].strip().lower() == "dns":
-            values.extend(v.strip() for v in line.partition("=")[2].split(","))
+        elif section == "[Interface]" and line.partition("=")[0].strip().lower() == key.lower():
+            values.append(line.partition("=")[2].strip())
     return values
+
+
+def quick_dns_line(path) -> list[str]:
+    """The DNS servers and search domains of a wg-quick file, as wg-quick splits its DNS lines."""
+    return [v.strip() for line in quick_lines(path, "DNS") for v in line.split(",")]
 
 
 def test_restore_with_apply_brings_every_setting_up_on_the_live_device(pg_server, pg_db, lab, tmp_path):
