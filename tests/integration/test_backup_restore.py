@@ -5,6 +5,7 @@ and reach it through its Unix socket (filesystem sockets are shared by namespace
 """
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -88,6 +89,16 @@ def host_a(lab, tmp_path):
     return {"ns": ns, "conf": conf, "running": running, "idle": idle, "expected": expected}
 
 
+# What host_a's two files say in wg-quick's own keys, as host_a wrote them.
+WG_QUICK_KEYS = ("Address", "DNS", "MTU", "Table", "FwMark", "PreUp", "PostUp", "PostDown")
+WG_QUICK_WRITTEN = {
+    "running": {"Address": ["10.62.0.1/24"], "DNS": [], "MTU": ["1420"], "Table": [], "FwMark": [], "PreUp": [],
+           "PostUp": ["true up"], "PostDown": []},
+    "idle": {"Address": ["10.63.0.1/24, fd63::1/64"], "DNS": ["10.63.0.53"], "MTU": [], "Table": ["off"],
+           "FwMark": ["0x42"], "PreUp": ["echo pre"], "PostUp": [], "PostDown": ["echo post down"]},
+}
+
+
 def test_backup_and_restore_round_trip(pg_server, pg_db, host_a, lab, tmp_path):
     key = generate_key()
     db = db_args(pg_server, pg_db, key)
@@ -133,11 +144,20 @@ def test_backup_and_restore_round_trip(pg_server, pg_db, host_a, lab, tmp_path):
         assert parse(read(path)) == iface
         # And as wg-quick itself reads the file.
         stripped = wg_quick_strip(path)
-        assert stripped["private_key"] == iface.private_key
+        # (Compared to a boolean, so that a failure shows no key.)
+        key_restored = stripped["private_key"] == iface.private_key
+        assert key_restored, f"{name}: the restored file's private key is not the backed-up one"
         assert {k: v.get("AllowedIPs") for k, v in stripped["peers"].items()} == {
             p.public_key: ", ".join(p.allowed_ips) for p in iface.peers}
-        assert {k: v.get("PresharedKey") for k, v in stripped["peers"].items()} == {
+        psks_restored = {k: v.get("PresharedKey") for k, v in stripped["peers"].items()} == {
             p.public_key: p.preshared_key for p in iface.peers}
+        assert psks_restored, f"{name}: a restored preshared key is not the backed-up one"
+        assert {k: (v.get("Endpoint"), v.get("PersistentKeepalive")) for k, v in stripped["peers"].items()} == {
+            p.public_key: (p.endpoint, str(p.persistent_keepalive) if p.persistent_keepalive else None)
+            for p in iface.peers}
+        # wg-quick's own settings, read from the file by the test, against the values host_a wrote.
+        assert {key: quick_lines(path, key) for key in WG_QUICK_KEYS} == WG_QUICK_WRITTEN[
+            "running" if name == host_a["running"] else "idle"]
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert res["restore"]["interfaces"][name]["public_key"] == _keys.public_key(iface.private_key)
         # Check mode ran first and wrote nothing: the real run still had to create each file.
@@ -269,6 +289,124 @@ def test_rebuild_server_a_on_host_b_with_apply(pg_server, pg_db, host_a, lab, tm
     assert res["restore"]["interfaces"][name]["peers_removed_live"] == [stray.public_key]
     assert stray.public_key not in {row[0] for row in wg_dump(ns_b, name)[1:]}
     assert ping(ns_c, "10.62.0.1")
+
+
+def showconf(ns: str, name: str) -> dict:
+    """``wg showconf NAME`` on the live device, in a tiny parser of the test's own: the interface's keys and,
+    per peer public key, that peer's keys."""
+    result: dict = {"interface": {}, "peers": {}}
+    section = None
+    for line in sh("wg", "showconf", name, netns=ns).stdout.splitlines():
+        if line.strip() in ("[Interface]", "[Peer]"):
+            section = result["interface"] if line.strip() == "[Interface]" else {}
+        elif "=" in line and section is not None:
+            key, _, value = line.partition("=")
+            section[key.strip()] = value.strip()
+            if key.strip() == "PublicKey":
+                result["peers"][value.strip()] = section
+    return result
+
+
+def wg_pubkey(private: str) -> str:
+    return sh("wg", "pubkey", input=private + "\n").stdout.strip()
+
+
+def quick_lines(path, key: str) -> list[str]:
+    """The values of the [Interface] section's ``key`` lines of a wg-quick file, read by the test itself."""
+    values, section = [], None
+    for line in read(path).splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Interface]" and line.partition("=")[0].strip().lower() == key.lower():
+            values.append(line.partition("=")[2].strip())
+    return values
+
+
+def quick_dns_line(path) -> list[str]:
+    """The DNS servers and search domains of a wg-quick file, as wg-quick splits its DNS lines."""
+    return [v.strip() for line in quick_lines(path, "DNS") for v in line.split(",")]
+
+
+def test_restore_with_apply_brings_every_setting_up_on_the_live_device(pg_server, pg_db, lab, tmp_path):
+    """A wg-quick file written by hand with non-default settings everywhere, backed up on one host and restored
+    with apply onto a fresh one: the device, its link and the hooks' effects are what the file said, read with
+    wg, ip and the test's own parsers (never the collection's)."""
+    ns_src, ns_dst = lab.host("s"), lab.host("t")
+    name = lab.wg_name("t")
+    private = sh("wg", "genkey").stdout.strip()
+    peer_keys = [wg_pubkey(sh("wg", "genkey").stdout.strip()) for _ in range(2)]
+    psks = [sh("wg", "genpsk").stdout.strip() for _ in range(2)]
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    src = tmp_path / "src"
+    src.mkdir(mode=0o700)
+    text = (f"[Interface]\nPrivateKey = {private}\nListenPort = 51857\nFwMark = 0x51\n"
+            f"Address = 10.68.0.1/24, fd68::1/64\nMTU = 1360\nDNS = 10.68.0.53, corp.test\n"
+            f"PostUp = touch {marks}/up-%i\n"
+            f"\n[Peer]\nPublicKey = {peer_keys[0]}\nPresharedKey = {psks[0]}\nAllowedIPs = 10.68.0.2/32\n"
+            f"Endpoint = 127.0.0.1:51998\nPersistentKeepalive = 25\n"
+            f"\n[Peer]\nPublicKey = {peer_keys[1]}\nPresharedKey = {psks[1]}\n"
+            f"AllowedIPs = 10.68.8.0/24, 10.68.9.2/32\n")
+    with open(os.open(src / f"{name}.conf", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
+              encoding="utf-8") as handle:
+        handle.write(text)
+    db = db_args(pg_server, pg_db, generate_key())
+    secrets = [private, *psks, db["encryption_key"], db["login_password"]]
+    res = run_playbook([{"name": "backup", "wgfleet.wireguard.wg_backup": {
+        "server_id": "live", "config_dir": str(src), **db}}], netns=ns_src)
+    succeeded(res, secrets)
+    assert res["backup"]["changed"]
+
+    # This machine has no resolvconf (and must not have its resolver changed): a stand-in on PATH records
+    # what wg-quick hands it, so the DNS check sees the effect of the restored file's DNS line.
+    fakebin = tmp_path / "bin"
+    fakebin.mkdir()
+    resolv_log = tmp_path / "resolvconf.log"
+    (fakebin / "resolvconf").write_text(
+        f'#!/bin/sh\necho "$*" >> {resolv_log}\n[ "$1" = -a ] && cat >> {resolv_log}\nexit 0\n')
+    os.chmod(fakebin / "resolvconf", 0o755)
+    dst = tmp_path / "dst"
+    res = run_playbook([{"name": "restore", "wgfleet.wireguard.wg_restore": {
+        "server_id": "live", "config_dir": str(dst), "apply": True, **db}}], netns=ns_dst,
+        prefix=["env", f"PATH={fakebin}:{os.environ['PATH']}"])
+    succeeded(res, secrets)
+    assert res["restore"]["interfaces"][name]["applied"] == "up"
+
+    conf = showconf(ns_dst, name)
+    iface, peers = conf["interface"], conf["peers"]
+    link, = json.loads(sh("ip", "-j", "link", "show", "dev", name, netns=ns_dst).stdout)
+    addrs, = json.loads(sh("ip", "-j", "addr", "show", "dev", name, netns=ns_dst).stdout)
+    live = {
+        "public key": wg_pubkey(iface.get("PrivateKey", "")),
+        "listen port": iface.get("ListenPort"),
+        "fwmark": iface.get("FwMark"),
+        "peers": sorted(peers),
+        "allowed ips": {k: sorted(v.get("AllowedIPs", "").split(", ")) for k, v in peers.items()},
+        "preshared keys match": [peers.get(k, {}).get("PresharedKey") == psk for k, psk in zip(peer_keys, psks)],
+        "endpoints": {k: v.get("Endpoint") for k, v in peers.items()},
+        "keepalives": {k: v.get("PersistentKeepalive") for k, v in peers.items()},
+        "mtu": link["mtu"],
+        "addresses": sorted(f"{a['local']}/{a['prefixlen']}" for a in addrs["addr_info"] if a["scope"] == "global"),
+        "PostUp marker": sorted(p.name for p in marks.iterdir()),
+        "DNS line of the restored file": quick_dns_line(dst / f"{name}.conf"),
+        "resolvconf saw": read(resolv_log).splitlines() if resolv_log.exists() else None,
+    }
+    assert live == {
+        "public key": wg_pubkey(private),
+        "listen port": "51857",
+        "fwmark": "0x51",
+        "peers": sorted(peer_keys),
+        "allowed ips": {peer_keys[0]: ["10.68.0.2/32"], peer_keys[1]: ["10.68.8.0/24", "10.68.9.2/32"]},
+        "preshared keys match": [True, True],
+        "endpoints": {peer_keys[0]: "127.0.0.1:51998", peer_keys[1]: None},
+        "keepalives": {peer_keys[0]: "25", peer_keys[1]: None},
+        "mtu": 1360,
+        "addresses": ["10.68.0.1/24", "fd68::1/64"],
+        "PostUp marker": [f"up-{name}"],
+        "DNS line of the restored file": ["10.68.0.53", "corp.test"],
+        "resolvconf saw": [f"-a {name} -m 0 -x", "nameserver 10.68.0.53", "search corp.test"],
+    }
 
 
 def _a_snapshot_that_cannot_start(pg_server, pg_db, lab, tmp_path, host, port, address):
