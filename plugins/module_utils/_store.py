@@ -46,19 +46,17 @@ from ._store_codec import (
     _copy_text,
     _key_input,
     _long_lived,
-    _peer_digest_input,
     _PeerRows,
     _same_row,
     _settings_input,
-    _stored,
     _StreamedLines,
     digest_state,
     interface_state_digest,
     snapshot_seal,
     stored_format,
 )
-from ._store_plan import assign_positions
-from ._store_types import SaveRefused, SaveResult, Snapshot, StoreError, parse_snapshot, parse_timestamp
+from ._store_plan import check_guard, plan_save
+from ._store_types import SaveResult, Snapshot, StoreError, parse_snapshot, parse_timestamp
 from ._wgconf import Interface, Peer, check_ifname
 
 SCHEMA_VERSION = 3
@@ -608,75 +606,15 @@ class Store:
         for iface, key, pos, dig in cur.fetchall():
             stored_peers.setdefault(iface, {})[key] = (pos, bytes(dig))
         if guard:
-            self._guard(server_id, interfaces, partial, stored_ifaces, stored_keys)
+            check_guard(cipher, server_id, interfaces, partial, stored_ifaces, stored_keys)
 
-        iface_rows, key_rows, peer_rows = [], [], []
-        close_ifaces, close_keys, close_peers = [], [], []  # names; names; (interface, [public keys])
-        close_all_peers = []
-        for name, iface in sorted(interfaces.items()):
-            dig = digests[name]
-            stored = stored_ifaces.get(name)
-            if stored is None or not _same_row(cipher, stored, lambda f, n=name, t=dig.settings_text:
-                                               _settings_input(f, server_id, n, t)):
-                if stored is not None:
-                    close_ifaces.append(name)
-                iface_rows.append((name, dig.settings_text, bytes([FORMAT]) + dig.settings))
-            if iface.private_key:
-                stored_key = stored_keys.get(name)
-                if stored_key is None or not _same_row(cipher, stored_key[0], lambda f, n=name, k=iface.private_key:
-                                                       _key_input(f, server_id, n, k)):
-                    if stored_key is not None:
-                        close_keys.append(name)
-                    sealed = _secrets.seal(cipher, iface.private_key, _context("server_key", server_id, name),
-                                           self.allow_plaintext_keys)
-                    key_rows.append((name, public_key(iface.private_key), sealed, bytes([FORMAT]) + dig.key))
-            elif name in stored_keys:
-                close_keys.append(name)
-            old = stored_peers.get(name, {})
-            positions = assign_positions(iface.peers, {k: v[0] for k, v in old.items()})
-            changed_keys = []
-            for index, peer in enumerate(iface.peers):
-                pos, stored_digest = positions[index], _stored(cipher, dig.peer_inputs[index])
-                before = old.get(peer.public_key)
-                if before is not None and before[0] == pos and (
-                        before[1] == stored_digest
-                        or _same_row(cipher, before[1],
-                                     lambda f, n=name, p=peer: _peer_digest_input(server_id, n, p, f))):
-                    continue
-                if before is not None:
-                    changed_keys.append(peer.public_key)
-                peer_rows.append((name, peer, pos, stored_digest))
-            wanted = {p.public_key for p in iface.peers}
-            changed_keys.extend(k for k in old if k not in wanted)
-            if changed_keys:
-                close_peers.append((name, changed_keys))
-        if not partial:
-            for name in sorted(set(stored_ifaces) - set(interfaces)):
-                close_ifaces.append(name)
-                if name in stored_keys:
-                    close_keys.append(name)
-                if name in stored_peers:
-                    close_all_peers.append(name)
-
-        kept = sorted(set(stored_ifaces) - set(interfaces)) if partial else []
-        if kept and rotating:
-            raise StoreError(
-                f"snapshot {latest.id} of server {server_id!r} is encrypted with the previous key: the backup that "
-                f"moves it to the new encryption_key must cover every interface (it leaves out {', '.join(kept)})")
-        if kept and latest is not None and latest.key_id is None and cipher is not None:
-            # Rows carried over would stay plain and digested without the key, in a snapshot marked encrypted.
-            raise StoreError(
-                f"snapshot {latest.id} of server {server_id!r} holds keys in plain text: the first backup with "
-                f"encryption_key must cover every interface (it leaves out {', '.join(kept)})"
-            )
-        counts = {
-            "interfaces": len(interfaces) + len(kept),
-            "peers": sum(len(i.peers) for i in interfaces.values()) + sum(len(stored_peers.get(n, {})) for n in kept),
-            "peer_rows_written": len(peer_rows),
-        }
-        changed = bool(iface_rows or key_rows or peer_rows or close_ifaces or close_keys or close_peers
-                       or close_all_peers) or latest is None or latest.format != FORMAT
-        if not changed:
+        plan = plan_save(cipher, server_id, interfaces, digests, latest, stored_ifaces, stored_keys, stored_peers,
+                         partial, rotating, self.allow_plaintext_keys)
+        iface_rows, key_rows, peer_rows, kept, counts = plan.iface_rows, plan.key_rows, plan.peer_rows, plan.kept, \
+            plan.counts
+        close_ifaces, close_keys, close_peers, close_all_peers = plan.close_ifaces, plan.close_keys, \
+            plan.close_peers, plan.close_all_peers
+        if not plan.changed:
             return SaveResult(latest.id, False, counts)
         if check_mode:
             return SaveResult(None, True, counts)
@@ -723,29 +661,6 @@ class Store:
              psycopg2.Binary(snapshot_seal(cipher, server_id, snap_id, key_id, state_map))),
         )
         return SaveResult(snap_id, True, counts)
-
-    def _guard(self, server_id, interfaces, partial, stored_ifaces, stored_keys) -> None:
-        cipher = self.cipher
-        if not partial:
-            dropped = sorted(set(stored_ifaces) - set(interfaces))
-            if dropped:
-                raise SaveRefused(
-                    f"refused to save server {server_id!r}: the host has no interface {', '.join(dropped)}, which the "
-                    "stored state has (a half-built host or a missing mount?); the stored state is kept. If it is "
-                    "really gone, store the new state once with wg_backup")
-        for name, iface in sorted(interfaces.items()):
-            stored = stored_keys.get(name)
-            if stored is None:
-                continue
-            same = iface.private_key and _same_row(cipher, stored[0],
-                                                   lambda f, n=name, k=iface.private_key: _key_input(f, server_id, n, k))
-            if not same:
-                # Public keys shortened: the service scrubs anything shaped like a key from its messages.
-                now = f"public key {public_key(iface.private_key)[:12]}..." if iface.private_key else "no private key"
-                raise SaveRefused(
-                    f"refused to save server {server_id!r}: interface {name} has {now}, the stored state has public "
-                    f"key {stored[1][:12]}... (a new host not restored yet?); the stored state is kept. If the key "
-                    "really changed, store the new state once with wg_backup")
 
     def _kept_digests(self, cur, server_id: str, latest: Snapshot, kept: list[str]) -> dict[str, str]:
         """The state digests of the interfaces a partial save carries over."""
