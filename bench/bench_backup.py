@@ -41,9 +41,9 @@ sys.path.insert(0, str(ensure_collection_path()))
 import psycopg2  # noqa: E402
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _secrets  # noqa: E402
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import (  # noqa: E402
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store  # noqa: E402
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store_codec import (  # noqa: E402
     PEER_COLUMNS,
-    Store,
     _context,
     _copy_text,
     _peer_digest_input,

@@ -19,7 +19,8 @@ import math
 
 from ._dbconfig import check_server_id
 from ._errors import WgValueError, scrub_keys
-from ._store import SCHEMA_VERSION, Store, StoreError, parse_timestamp
+from ._store import SCHEMA_VERSION, Store
+from ._store_types import StoreError, parse_timestamp
 
 # A bound on list sizes and intervals that any fleet stays far under (a week of seconds, a million rows).
 MAX_LIMIT = 1_000_000

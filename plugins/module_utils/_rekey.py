@@ -37,13 +37,12 @@ from ._dbconfig import check_server_id
 from ._errors import WgError
 from ._keys import public_key
 from ._secrets import KeyCipher, key_id_hex
-from ._store import (
+from ._store import LOCK_CLASS
+from ._store_codec import (
     _NO_KEY,
     BYTEA_PREFIX,
     FORMAT,
-    LOCK_CLASS,
     NULL,
-    StoreError,
     _context,
     _copy_field,
     _key_input,
@@ -53,6 +52,7 @@ from ._store import (
     _StreamedLines,
     snapshot_seal,
 )
+from ._store_types import StoreError
 
 OLD, NEW, PLAIN = "previous_encryption_key", "encryption_key", "plain text"
 # Spooled in memory up to this size, on disk beyond it.

@@ -20,16 +20,7 @@ Plain Python (no Ansible): the wgrest-sync service uses it directly.
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import datetime
-import gc
-import io
-import itertools
 import json
-import operator
-import re
-import struct
 
 try:
     import psycopg2
@@ -46,26 +37,36 @@ from ._dbconfig import check_server_id
 from ._errors import WgError, WgValueError, scrub_keys
 from ._keys import public_key
 from ._secrets import DamagedSecretError, KeyCipher, KeyMismatchError, key_id_hex
-from ._wgconf import HOOKS, Interface, Peer, check_ifname
+from ._store_codec import (
+    BYTEA_PREFIX,
+    FORMAT,
+    NULL,
+    PEER_COLUMNS,
+    _context,
+    _copy_text,
+    _key_input,
+    _long_lived,
+    _PeerRows,
+    _same_row,
+    _settings_input,
+    _StreamedLines,
+    digest_state,
+    interface_state_digest,
+    snapshot_seal,
+    stored_format,
+)
+from ._store_plan import check_guard, plan_save
+from ._store_types import SaveResult, Snapshot, StoreError, parse_snapshot, parse_timestamp
+from ._wgconf import Interface, Peer, check_ifname
 
 SCHEMA_VERSION = 3
-# The digest format this code writes. Format 1: unversioned 32-byte row digests, no snapshot seal.
-FORMAT = 2
 # pg_advisory_xact_lock(int, int) namespaces: one for migrations, one per server for saves.
 LOCK_CLASS = 0x5767  # "Wg"
 MIGRATION_LOCK = 1
-# Gaps between stored peer positions, so a peer inserted between two others takes the middle.
-POSITION_STEP = 1 << 20
 # Under row-level security, up to this many new peer rows go in one INSERT ... VALUES, more through a temporary table.
 RLS_VALUES_MAX = 200
 # sync_status.error is for people: long enough for any message of ours, short enough for a table row.
 ERROR_MAX = 2000
-
-SETTING_FIELDS = ("listen_port", "fwmark", "address", "dns", "mtu", "table", *HOOKS, "save_config")
-PEER_COLUMNS = (
-    "server_id", "interface", "public_key", "valid_from", "position",
-    "allowed_ips", "endpoint", "persistent_keepalive", "name", "preshared_key", "digest",
-)
 
 MIGRATIONS: dict[int, tuple[str, str]] = {
     1: ("versioned interfaces, server keys and peers; snapshots; sync status", """
@@ -164,78 +165,6 @@ CREATE POLICY monitor_select ON {table} FOR SELECT TO PUBLIC USING ((SELECT wgfl
 """ for table in ("snapshots", "sync_status")))
 
 
-class StoreError(WgError):
-    """The store cannot do what was asked; the message names what and never carries a key or password."""
-
-
-class SaveRefused(StoreError):
-    """A guarded save (the sync service's) would drop an interface or replace a private key."""
-
-
-@dataclasses.dataclass
-class SaveResult:
-    snapshot_id: int | None
-    changed: bool
-    counts: dict = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
-class Snapshot:
-    id: int
-    server_id: str
-    created_at: datetime.datetime
-    source: str
-    key_id: bytes | None
-    interface_count: int
-    peer_count: int
-    format: int = 1
-    interface_digests: dict | None = None
-    seal: bytes | None = None
-
-
-# --- COPY --------------------------------------------------------------------------------------------------
-
-NULL = "\\N"
-BYTEA_PREFIX = "\\\\x"
-
-
-def _copy_text(value) -> str:
-    """One field in COPY's text format."""
-    if value is None:
-        return NULL
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return BYTEA_PREFIX + bytes(value).hex()
-    if isinstance(value, (tuple, list)):
-        # Only CIDRs go in arrays: no character there needs quoting.
-        return "{" + ",".join(value) + "}"
-    text = str(value)
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return text
-
-
-class _StreamedLines:
-    """A file for copy_expert that formats rows only when COPY asks for them.
-
-    psycopg2 sends each chunk while the next one is being made, so the server
-    stores rows (on the other core) while Python seals and formats the next ones.
-    """
-
-    def __init__(self, lines):
-        self._lines = iter(lines)
-
-    def read(self, size: int = -1) -> str:
-        chunk, length = [], 0
-        for line in self._lines:
-            chunk.append(line)
-            length += len(line)
-            if 0 <= size <= length:
-                break
-        return "".join(chunk)
-
-    readline = read
-
-
 def copy_peers(cursor, server_id: str, snap_id: int, rows, seal) -> None:
     """COPY of peer rows ``(interface, peer, position, digest)``, sealing preshared keys with ``seal`` on the way.
 
@@ -277,409 +206,6 @@ def copy_peers(cursor, server_id: str, snap_id: int, rows, seal) -> None:
     cursor.copy_expert(f"COPY pg_temp.wgfleet_peer_rows ({columns}) FROM STDIN", _StreamedLines(lines()), size=1 << 16)
     cursor.execute(f"INSERT INTO peers ({columns}) SELECT {columns} FROM pg_temp.wgfleet_peer_rows")
     cursor.execute("DROP TABLE pg_temp.wgfleet_peer_rows")
-
-
-# --- digests (pure) ----------------------------------------------------------------------------------------
-#
-# A stored row digest is the 32-byte digest alone (format 1) or its format byte and the digest (format 2 on).
-# The digest is HMAC-SHA256 under a key derived from the encryption key, or plain SHA-256 without one.
-
-_NO_KEY = bytes(32)  # stands for "no private key" in an interface's state digest
-_FRAME = struct.Struct(">I")  # the length before each peer's input in a state digest
-
-
-def _context(*parts: str) -> bytes:
-    """Associated data / digest prefix binding a value to its row."""
-    return "\x1f".join(parts).encode()
-
-
-def _settings_json(iface: Interface) -> dict:
-    data = {}
-    for name in SETTING_FIELDS:
-        value = getattr(iface, name)
-        data[name] = list(value) if isinstance(value, tuple) else value
-    return data
-
-
-def settings_text(iface: Interface) -> str:
-    return json.dumps(_settings_json(iface), sort_keys=True, separators=(",", ":"))
-
-
-def _peer_input(fmt: int, server_id: str, interface: str, key: str, allowed: str, endpoint, keepalive, name,
-                psk) -> bytes:
-    # Newlines cannot occur in any peer field (the model rejects them), so they separate unambiguously.
-    return "\n".join((
-        "peer" if fmt == 1 else f"peer/{fmt}", server_id, interface, key, allowed, endpoint or "",
-        str(keepalive), name if name is not None else "\0", psk or "",
-    )).encode()
-
-
-def _peer_digest_input(server_id: str, interface: str, peer: Peer, fmt: int = FORMAT) -> bytes:
-    return _peer_input(fmt, server_id, interface, peer.public_key, ",".join(peer.allowed_ips), peer.endpoint,
-                       peer.persistent_keepalive, peer.name, peer.preshared_key)
-
-
-def _settings_input(fmt: int, server_id: str, name: str, text: str) -> bytes:
-    return _context("interface" if fmt == 1 else f"interface/{fmt}", server_id, name, text)
-
-
-def _key_input(fmt: int, server_id: str, name: str, private_key: str) -> bytes:
-    return _context("server_key" if fmt == 1 else f"server_key/{fmt}", server_id, name, private_key)
-
-
-def stored_format(stored: bytes) -> int:
-    """The format of a stored row digest; 0 when it is neither format."""
-    if len(stored) == 32:
-        return 1
-    if len(stored) == 33 and stored[0] == FORMAT:
-        return FORMAT
-    return 0
-
-
-def _stored(cipher, data: bytes) -> bytes:
-    """A row digest as this code stores it."""
-    return bytes([FORMAT]) + _secrets.digest(cipher, data)
-
-
-def _same_row(cipher, stored: bytes, make_input) -> bool:
-    """Whether a stored digest (of either format) is the digest of ``make_input(format)``."""
-    fmt = stored_format(stored)
-    if fmt == 1:
-        return stored == _secrets.digest(cipher, make_input(1))
-    return fmt == FORMAT and stored[1:] == _secrets.digest(cipher, make_input(FORMAT))
-
-
-def interface_state_digest(cipher, server_id: str, name: str, settings_digest: bytes, key_digest: bytes | None,
-                           peer_inputs) -> bytes:
-    """One digest of an interface's whole state: its settings and key digests, then every peer's digest input
-    (each after its length), in peer order. One running digest: a load checks 10,000 peers with it at once."""
-    running = _secrets.digester(cipher)
-    running.update(b"".join((_context("interface-state", server_id, name, ""), settings_digest,
-                             key_digest or _NO_KEY)))
-    # Each input after its 4-byte length, framed by C loops (map, zip, chain) rather than a Python one.
-    lengths = map(_FRAME.pack, map(len, peer_inputs))
-    running.update(b"".join(itertools.chain.from_iterable(zip(lengths, peer_inputs))))
-    return running.digest()
-
-
-def snapshot_seal(cipher, server_id: str, snap_id: int, key_id: bytes | None, digests: dict) -> bytes:
-    """Binds a snapshot's interface digests to its id, its server and its key."""
-    listing = json.dumps(digests, sort_keys=True, separators=(",", ":"))
-    return _secrets.digest(cipher, _context("snapshot", str(FORMAT), server_id, str(snap_id), key_id_hex(key_id),
-                                            listing))
-
-
-@dataclasses.dataclass
-class InterfaceDigests:
-    """The format-2 digests of one captured interface (peer digests are made only when a save needs them)."""
-
-    settings_text: str
-    settings: bytes
-    key: bytes | None
-    peer_inputs: list  # each peer's digest input, in peer order
-    state: bytes
-
-
-def digest_state(cipher, server_id: str, interfaces: dict[str, Interface]) -> dict[str, InterfaceDigests]:
-    """The digests of a state that tell whether it changed (pure: no database)."""
-    out = {}
-    digest = _secrets.digest
-    for name, iface in interfaces.items():
-        text = settings_text(iface)
-        settings = digest(cipher, _settings_input(FORMAT, server_id, name, text))
-        key = digest(cipher, _key_input(FORMAT, server_id, name, iface.private_key)) if iface.private_key else None
-        inputs = [_peer_digest_input(server_id, name, p) for p in iface.peers]
-        out[name] = InterfaceDigests(text, settings, key, inputs,
-                                     interface_state_digest(cipher, server_id, name, settings, key, inputs))
-    return out
-
-
-# --- peer order --------------------------------------------------------------------------------------------
-
-def _longest_increasing(values: list) -> set[int]:
-    """Indices of a longest strictly increasing run (not necessarily contiguous) of the non-None ``values``."""
-    import bisect
-
-    tails: list[int] = []  # tails[k]: index ending the best run of length k+1
-    tail_values: list[int] = []
-    before: dict[int, int | None] = {}
-    for index, value in enumerate(values):
-        if value is None:
-            continue
-        k = bisect.bisect_left(tail_values, value)
-        before[index] = tails[k - 1] if k else None
-        if k == len(tails):
-            tails.append(index)
-            tail_values.append(value)
-        else:
-            tails[k] = index
-            tail_values[k] = value
-    keep = set()
-    index = tails[-1] if tails else None
-    while index is not None:
-        keep.add(index)
-        index = before[index]
-    return keep
-
-
-def assign_positions(peers, stored: dict[str, int]) -> list[int]:
-    """Positions for ``peers`` (in order) that keep as many stored positions as the order allows.
-
-    The peers whose stored positions are already in order (a longest increasing
-    run) keep them, hence their rows; the others (new, moved) take numbers in
-    the gaps between those. Appending, removing or editing a peer rewrites no
-    other peer's row.
-    """
-    olds = [stored.get(p.public_key) for p in peers]
-    keep = _longest_increasing(olds)
-    count = len(olds)
-    out: list[int] = [0] * count
-    prev = -1
-    i = 0
-    while i < count:
-        if i in keep:
-            out[i] = prev = olds[i]
-            i += 1
-            continue
-        j = i
-        while j < count and j not in keep:
-            j += 1
-        # Too little room before the next kept peer: that one moves too.
-        while j < count and olds[j] - prev - 1 < j - i:
-            keep.discard(j)
-            while j < count and j not in keep:
-                j += 1
-        step = POSITION_STEP if j >= count else (olds[j] - prev) // (j - i + 1)
-        for m in range(i, j):
-            out[m] = prev = prev + step
-        i = j
-    return out
-
-
-# --- options -----------------------------------------------------------------------------------------------
-
-_BIGINT_MAX = (1 << 63) - 1
-
-
-def parse_timestamp(value: str) -> datetime.datetime:
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        when = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise WgValueError(
-            f"snapshot: {value!r} is neither a snapshot id nor an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)  # documented: a time without offset is UTC
-    return when
-
-
-def parse_snapshot(value) -> int | str | None:
-    """The ``snapshot`` option: None (the latest), a snapshot id (ASCII digits), or an ISO 8601 time."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        text = str(value)
-    elif isinstance(value, str):
-        text = value.strip()
-    else:
-        raise WgValueError(f"snapshot: {value!r} is neither a snapshot id nor an ISO 8601 time")
-    if re.fullmatch(r"[0-9]+", text, re.ASCII):
-        if len(text) > 19 or int(text) > _BIGINT_MAX:
-            raise WgValueError(f"snapshot: {text[:25]!r} is too large for a snapshot id")
-        return int(text)
-    if len(text) > 64 or not text.isprintable():
-        raise WgValueError(f"snapshot: {text[:40]!r} is neither a snapshot id nor an ISO 8601 time "
-                           "(e.g. 2024-05-01T12:00:00Z)")
-    parse_timestamp(text)  # refused here, with the option named, rather than by the database
-    return text
-
-
-# --- rows as the model -------------------------------------------------------------------------------------
-
-# "expires" (a wg-quick file comment, not stored) is left out of the rows' __dict__: it reads as its class default, None.
-_PEER_FIELDS = ("public_key", "allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name", "expires")
-# Rows whose format-2 digest was checked under the user's key are what a save of this format wrote from a
-# validated model: they are built without validating again (it is most of a restore's time otherwise).
-# Only while the model has exactly these fields; anything else is built through its constructor.
-_TRUSTED_BUILD = tuple(f.name for f in dataclasses.fields(Peer)) == _PEER_FIELDS
-# The length of a format-2 row digest (its format byte and 32 bytes), as a sealed read fetches it.
-_FORMAT_2_LENGTH = "33"
-
-
-_COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
-_COPY_ESCAPE_RE = re.compile(r"\\(.)")
-
-
-def _copy_field(text: str):
-    """A text field of COPY TO's text format: None for NULL, backslash escapes undone."""
-    if text == NULL:
-        return None
-    if "\\" in text:
-        text = _COPY_ESCAPE_RE.sub(lambda m: _COPY_ESCAPES.get(m.group(1), m.group(1)), text)
-    return text
-
-
-class _PeerRows(io.TextIOBase):
-    """The (text) file object COPY TO writes peer rows into, one row per call: each row is opened (its
-    preshared key decrypted), made into a peer and its digest input as it arrives, so Python works while
-    PostgreSQL is still sending (on the other core). Rows come in no order (a sort on the server costs it
-    more than the whole read costs it otherwise); ``result()`` puts them in position order.
-
-    Fields (see _copy_peers_out): interface, position, public key, allowed IPs, endpoint, keepalive, name,
-    preshared key, and the row digest when rows are checked one by one, or only its length when the snapshot
-    is sealed (the interface's state digest then proves every row; the length tells a format-2 row). A failure
-    is kept and raised after the COPY (an exception inside it would leave the connection mid-COPY).
-    """
-
-    def __init__(self, store, server_id: str, row_cipher, sealed: bool, damaged, mismatch):
-        self.server_id, self.row_cipher, self.sealed = server_id, row_cipher, sealed
-        self.damaged, self.mismatch = damaged, mismatch
-        self.trusted = _TRUSTED_BUILD and row_cipher is not None and sealed
-        user_cipher = store.cipher
-        self.open_psk = user_cipher.opener() if user_cipher is not None else \
-            (lambda blob, context: _secrets.unseal(None, blob, context))
-        # interface -> (positions as COPY gave them, peers, their digest inputs), in the order the rows came
-        self.rows: dict[str, tuple[list, list, list]] = {}
-        self.error: BaseException | None = None
-        self._iface, self._contexts, self._head = None, {}, b""
-        super().__init__()
-        # psycopg2 calls this once per row: a closure (no attribute lookups) in front of the general path.
-        if user_cipher is not None and self.trusted:
-            self.write = self._trusted_writer(*user_cipher.decryptor())
-
-    def _start(self, iface: str) -> tuple:
-        """A row of ``iface`` comes (after one of another interface, or first)."""
-        found = self._contexts.get(iface)
-        if found is None:
-            psk_context = _context("preshared_key", self.server_id, iface, "")
-            positions, peers, inputs = self.rows.setdefault(iface, ([], [], []))
-            found = self._contexts[iface] = (psk_context, f"peer/{FORMAT}\n{self.server_id}\n{iface}\n",
-                                             self._head + psk_context, positions.append, peers.append, inputs.append)
-        self._iface, self._now = iface, found
-        return found
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, line: str) -> int:
-        if self.error is None:
-            try:
-                self._row(line[:-1].split("\t"))
-            except Exception as exc:  # kept, raised after the COPY
-                self.error = exc
-        return len(line)
-
-    def _trusted_writer(self, decrypt, head: bytes):
-        """``write`` for the common row: format 2, proved by the state digest, under the user's key. The model
-        is built without its constructor (what a save of this format wrote came from a validated model);
-        any other row (format 1, a name with an escape, a key that does not open) takes the general path."""
-        general = self.write
-        self._head = head
-        now = [None, (None,) * 6]  # interface, (psk context, digest prefix, associated data, three appends)
-
-        def write(line: str, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex, _peer=Peer,
-                  _null=NULL, _format_2=_FORMAT_2_LENGTH + "\n", _nul="\0") -> int:
-            if self.error is not None:
-                return 0
-            try:
-                iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig = line.split("\t")
-                if dig != _format_2 or ("\\" in label and label != _null):  # escaped: the general path unescapes
-                    return general(line)
-                if iface != now[0]:
-                    now[:] = iface, self._start(iface)
-                _psk_context, prefix, aad, add_position, add_peer, add_input = now[1]
-                psk = None
-                if psk_hex != _null:
-                    blob = _fromhex(psk_hex[3:])
-                    try:
-                        psk = decrypt(blob[9:21], blob[21:], aad + key.encode()).decode()
-                    except Exception:  # not this key's, not sealed, damaged: the general path says which
-                        return general(line)
-                allowed = allowed[1:-1]
-                if endpoint == _null:
-                    endpoint = None
-                if label == _null:
-                    label = None
-                peer = _new(_peer)
-                # A frozen dataclass without slots keeps its fields in __dict__.
-                _set(peer, "__dict__", {"public_key": key, "allowed_ips": tuple(allowed.split(",")) if allowed else (),
-                                        "endpoint": endpoint, "preshared_key": psk, "persistent_keepalive": int(keepalive),
-                                        "name": label})
-                add_position(pos)
-                add_peer(peer)
-                # PostgreSQL writes an integer as str() does: the keepalive's text is the digest's.
-                add_input(f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
-                          f"{_nul if label is None else label}\n{psk or ''}".encode())
-            except Exception as exc:  # kept, raised after the COPY
-                self.error = exc
-            return 0
-
-        return write
-
-    def _row(self, fields: list, _fromhex=bytes.fromhex) -> None:
-        """The general path: any row, checked by its own digest unless the snapshot is sealed, then validated."""
-        iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig = fields
-        psk_context, prefix, _aad, add_position, add_peer, add_input = \
-            self._now if iface == self._iface else self._start(iface)
-        allowed = allowed[1:-1]
-        endpoint = None if endpoint == NULL else endpoint
-        keepalive = int(keepalive)
-        label = None if label == NULL else _copy_field(label)
-        # One try per row (free in Python 3.11 unless raised); the message is built only on failure.
-        try:
-            psk = None if psk_hex == NULL else self.open_psk(_fromhex(psk_hex[3:]), psk_context + key.encode())
-        except KeyMismatchError:
-            raise self.mismatch(f"peer {key} of interface {iface}") from None
-        except DamagedSecretError as exc:
-            raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
-        data = (f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
-                f"{label if label is not None else chr(0)}\n{psk or ''}").encode()
-        if not self.sealed and not _same_row(self.row_cipher, _fromhex(dig[3:]), lambda f: data if f == FORMAT else
-                                             _peer_input(f, self.server_id, iface, key, allowed, endpoint, keepalive,
-                                                         label, psk)):
-            raise self.damaged(f"peer {key} of interface {iface}", "it does not match its digest")
-        try:
-            peer = Peer(public_key=key, allowed_ips=tuple(allowed.split(",")) if allowed else (), endpoint=endpoint,
-                        preshared_key=psk, persistent_keepalive=keepalive, name=label)
-        except WgError as exc:
-            raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
-        add_position(pos)
-        add_peer(peer)
-        add_input(data)
-
-    def result(self, iface: str) -> tuple[list, list]:
-        """(peers, digest inputs) of ``iface``, in position order."""
-        if self.error is not None:
-            raise self.error
-        positions, peers, inputs = self.rows.get(iface, ([], [], []))
-        if len(peers) < 2:
-            return peers, inputs
-        # Sorted and reordered by C loops (map, sorted, itemgetter): positions are unique within an interface.
-        order = sorted(range(len(peers)), key=list(map(int, positions)).__getitem__)
-        pick = operator.itemgetter(*order)
-        return list(pick(peers)), list(pick(inputs))
-
-
-@contextlib.contextmanager
-def _long_lived():
-    """For building a state: tens of thousands of new objects, none of them garbage, which the young
-    generations' collections would walk again and again. Without a pass while they are made, then moved
-    to the oldest generation at once (gc.freeze() then gc.unfreeze() does that, walking nothing): only a
-    full collection looks at them, as it looks at every long-lived object. Not when the program froze
-    objects of its own (unfreeze would release them too): then the collector is only paused."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            if not gc.get_freeze_count():
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
 
 
 def _peer_rows_valid(latest: bool) -> str:
@@ -1080,75 +606,15 @@ class Store:
         for iface, key, pos, dig in cur.fetchall():
             stored_peers.setdefault(iface, {})[key] = (pos, bytes(dig))
         if guard:
-            self._guard(server_id, interfaces, partial, stored_ifaces, stored_keys)
+            check_guard(cipher, server_id, interfaces, partial, stored_ifaces, stored_keys)
 
-        iface_rows, key_rows, peer_rows = [], [], []
-        close_ifaces, close_keys, close_peers = [], [], []  # names; names; (interface, [public keys])
-        close_all_peers = []
-        for name, iface in sorted(interfaces.items()):
-            dig = digests[name]
-            stored = stored_ifaces.get(name)
-            if stored is None or not _same_row(cipher, stored, lambda f, n=name, t=dig.settings_text:
-                                               _settings_input(f, server_id, n, t)):
-                if stored is not None:
-                    close_ifaces.append(name)
-                iface_rows.append((name, dig.settings_text, bytes([FORMAT]) + dig.settings))
-            if iface.private_key:
-                stored_key = stored_keys.get(name)
-                if stored_key is None or not _same_row(cipher, stored_key[0], lambda f, n=name, k=iface.private_key:
-                                                       _key_input(f, server_id, n, k)):
-                    if stored_key is not None:
-                        close_keys.append(name)
-                    sealed = _secrets.seal(cipher, iface.private_key, _context("server_key", server_id, name),
-                                           self.allow_plaintext_keys)
-                    key_rows.append((name, public_key(iface.private_key), sealed, bytes([FORMAT]) + dig.key))
-            elif name in stored_keys:
-                close_keys.append(name)
-            old = stored_peers.get(name, {})
-            positions = assign_positions(iface.peers, {k: v[0] for k, v in old.items()})
-            changed_keys = []
-            for index, peer in enumerate(iface.peers):
-                pos, stored_digest = positions[index], _stored(cipher, dig.peer_inputs[index])
-                before = old.get(peer.public_key)
-                if before is not None and before[0] == pos and (
-                        before[1] == stored_digest
-                        or _same_row(cipher, before[1],
-                                     lambda f, n=name, p=peer: _peer_digest_input(server_id, n, p, f))):
-                    continue
-                if before is not None:
-                    changed_keys.append(peer.public_key)
-                peer_rows.append((name, peer, pos, stored_digest))
-            wanted = {p.public_key for p in iface.peers}
-            changed_keys.extend(k for k in old if k not in wanted)
-            if changed_keys:
-                close_peers.append((name, changed_keys))
-        if not partial:
-            for name in sorted(set(stored_ifaces) - set(interfaces)):
-                close_ifaces.append(name)
-                if name in stored_keys:
-                    close_keys.append(name)
-                if name in stored_peers:
-                    close_all_peers.append(name)
-
-        kept = sorted(set(stored_ifaces) - set(interfaces)) if partial else []
-        if kept and rotating:
-            raise StoreError(
-                f"snapshot {latest.id} of server {server_id!r} is encrypted with the previous key: the backup that "
-                f"moves it to the new encryption_key must cover every interface (it leaves out {', '.join(kept)})")
-        if kept and latest is not None and latest.key_id is None and cipher is not None:
-            # Rows carried over would stay plain and digested without the key, in a snapshot marked encrypted.
-            raise StoreError(
-                f"snapshot {latest.id} of server {server_id!r} holds keys in plain text: the first backup with "
-                f"encryption_key must cover every interface (it leaves out {', '.join(kept)})"
-            )
-        counts = {
-            "interfaces": len(interfaces) + len(kept),
-            "peers": sum(len(i.peers) for i in interfaces.values()) + sum(len(stored_peers.get(n, {})) for n in kept),
-            "peer_rows_written": len(peer_rows),
-        }
-        changed = bool(iface_rows or key_rows or peer_rows or close_ifaces or close_keys or close_peers
-                       or close_all_peers) or latest is None or latest.format != FORMAT
-        if not changed:
+        plan = plan_save(cipher, server_id, interfaces, digests, latest, stored_ifaces, stored_keys, stored_peers,
+                         partial, rotating, self.allow_plaintext_keys)
+        iface_rows, key_rows, peer_rows, kept, counts = plan.iface_rows, plan.key_rows, plan.peer_rows, plan.kept, \
+            plan.counts
+        close_ifaces, close_keys, close_peers, close_all_peers = plan.close_ifaces, plan.close_keys, \
+            plan.close_peers, plan.close_all_peers
+        if not plan.changed:
             return SaveResult(latest.id, False, counts)
         if check_mode:
             return SaveResult(None, True, counts)
@@ -1195,29 +661,6 @@ class Store:
              psycopg2.Binary(snapshot_seal(cipher, server_id, snap_id, key_id, state_map))),
         )
         return SaveResult(snap_id, True, counts)
-
-    def _guard(self, server_id, interfaces, partial, stored_ifaces, stored_keys) -> None:
-        cipher = self.cipher
-        if not partial:
-            dropped = sorted(set(stored_ifaces) - set(interfaces))
-            if dropped:
-                raise SaveRefused(
-                    f"refused to save server {server_id!r}: the host has no interface {', '.join(dropped)}, which the "
-                    "stored state has (a half-built host or a missing mount?); the stored state is kept. If it is "
-                    "really gone, store the new state once with wg_backup")
-        for name, iface in sorted(interfaces.items()):
-            stored = stored_keys.get(name)
-            if stored is None:
-                continue
-            same = iface.private_key and _same_row(cipher, stored[0],
-                                                   lambda f, n=name, k=iface.private_key: _key_input(f, server_id, n, k))
-            if not same:
-                # Public keys shortened: the service scrubs anything shaped like a key from its messages.
-                now = f"public key {public_key(iface.private_key)[:12]}..." if iface.private_key else "no private key"
-                raise SaveRefused(
-                    f"refused to save server {server_id!r}: interface {name} has {now}, the stored state has public "
-                    f"key {stored[1][:12]}... (a new host not restored yet?); the stored state is kept. If the key "
-                    "really changed, store the new state once with wg_backup")
 
     def _kept_digests(self, cur, server_id: str, latest: Snapshot, kept: list[str]) -> dict[str, str]:
         """The state digests of the interfaces a partial save carries over."""

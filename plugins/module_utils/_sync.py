@@ -148,7 +148,7 @@ class SyncService:
         except Exception as exc:  # whatever a read meets, the service records it and goes on
             where = "wgrest" if isinstance(exc, WgrestError) else "files" if isinstance(exc, WgError) else "read"
             return self._finish(CycleResult(False, _failure(f"read failed ({where}), nothing saved", exc)), started)
-        from ._store import SaveRefused
+        from ._store_types import SaveRefused
 
         try:
             saved = self._store().save_state(self.config.server_id, state, source=SOURCE,

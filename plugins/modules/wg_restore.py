@@ -130,7 +130,7 @@ from ..module_utils._db_module import (
 )
 from ..module_utils._dbconfig import USE_RESTORE
 from ..module_utils._module import run_core
-from ..module_utils._store import parse_snapshot
+from ..module_utils._store_types import parse_snapshot
 
 
 def restore(module: AnsibleModule) -> dict:

@@ -26,7 +26,8 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import 
     derive_server_key,
     generate_key,
 )
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store, StoreError
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store_types import StoreError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer
 from tests.helpers.database_role import changed_tasks, failure, role_vars, run_database_role
 from tests.helpers.playbook import run_playbook

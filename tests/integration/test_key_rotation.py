@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import KeyCipher, generate_key
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store, StoreError
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store_types import StoreError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer, render
 from tests.helpers.playbook import run_playbook
 

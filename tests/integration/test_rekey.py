@@ -23,7 +23,8 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import 
     derive_server_key,
     generate_key,
 )
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store, StoreError
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store_types import StoreError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer, render
 from tests.helpers.playbook import run_playbook
 from tests.helpers.postgres import needs_postgres

@@ -11,7 +11,8 @@ import pytest
 from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._retention import Policy, prune
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import KeyCipher, generate_key
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store, StoreError
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store_types import StoreError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer
 from tests.helpers.books import run_book, task_results
 from tests.helpers.playbook import run_playbook

@@ -17,7 +17,9 @@ import pytest
 from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError as WgError_
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import KeyCipher, SecretError, generate_key
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store, StoreError, assign_positions
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store_plan import assign_positions
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store_types import StoreError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer
 from tests.helpers.postgres import grant
 
@@ -466,7 +468,7 @@ def _copy_server_rows(pg_server, src_db: str, dst_db: str, server_id: str, snap_
             snap = dict(scur.fetchone())
             snap["id"] = snap_id
             if snap.get("interface_digests") is not None:
-                from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import snapshot_seal
+                from ansible_collections.wgfleet.wireguard.plugins.module_utils._store_codec import snapshot_seal
 
                 snap["seal"] = snapshot_seal(None, server_id, snap_id, None, snap["interface_digests"])
                 snap["interface_digests"] = psycopg2.extras.Json(snap["interface_digests"])

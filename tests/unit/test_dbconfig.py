@@ -10,7 +10,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._dbconfig import
     check_server_id,
 )
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgValueError
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import parse_snapshot
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._store_types import parse_snapshot
 
 LINE_BREAKS = ["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 

@@ -1,0 +1,373 @@
+# Private to the wgfleet.wireguard collection: not a public API.
+"""The store's row codec: one column order, one digest input per row kind, COPY's text format both ways,
+the sealing contexts, and the sinks a read's COPY writes rows into (see _store.py for the layout).
+
+Pure (no database, no Ansible): _store.py runs the SQL, _store_plan.py plans a save, _rekey.py re-seals rows.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import io
+import itertools
+import json
+import operator
+import re
+import struct
+
+from . import _secrets
+from ._errors import WgError
+from ._secrets import DamagedSecretError, KeyMismatchError, key_id_hex
+from ._wgconf import HOOKS, Interface, Peer
+
+# The digest format this code writes. Format 1: unversioned 32-byte row digests, no snapshot seal.
+FORMAT = 2
+
+SETTING_FIELDS = ("listen_port", "fwmark", "address", "dns", "mtu", "table", *HOOKS, "save_config")
+PEER_COLUMNS = (
+    "server_id", "interface", "public_key", "valid_from", "position",
+    "allowed_ips", "endpoint", "persistent_keepalive", "name", "preshared_key", "digest",
+)
+
+# --- COPY --------------------------------------------------------------------------------------------------
+
+NULL = "\\N"
+BYTEA_PREFIX = "\\\\x"
+
+
+def _copy_text(value) -> str:
+    """One field in COPY's text format."""
+    if value is None:
+        return NULL
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return BYTEA_PREFIX + bytes(value).hex()
+    if isinstance(value, (tuple, list)):
+        # Only CIDRs go in arrays: no character there needs quoting.
+        return "{" + ",".join(value) + "}"
+    text = str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
+class _StreamedLines:
+    """A file for copy_expert that formats rows only when COPY asks for them.
+
+    psycopg2 sends each chunk while the next one is being made, so the server
+    stores rows (on the other core) while Python seals and formats the next ones.
+    """
+
+    def __init__(self, lines):
+        self._lines = iter(lines)
+
+    def read(self, size: int = -1) -> str:
+        chunk, length = [], 0
+        for line in self._lines:
+            chunk.append(line)
+            length += len(line)
+            if 0 <= size <= length:
+                break
+        return "".join(chunk)
+
+    readline = read
+
+
+# --- digests (pure) ----------------------------------------------------------------------------------------
+#
+# A stored row digest is the 32-byte digest alone (format 1) or its format byte and the digest (format 2 on).
+# The digest is HMAC-SHA256 under a key derived from the encryption key, or plain SHA-256 without one.
+
+_NO_KEY = bytes(32)  # stands for "no private key" in an interface's state digest
+_FRAME = struct.Struct(">I")  # the length before each peer's input in a state digest
+
+
+def _context(*parts: str) -> bytes:
+    """Associated data / digest prefix binding a value to its row."""
+    return "\x1f".join(parts).encode()
+
+
+def _settings_json(iface: Interface) -> dict:
+    data = {}
+    for name in SETTING_FIELDS:
+        value = getattr(iface, name)
+        data[name] = list(value) if isinstance(value, tuple) else value
+    return data
+
+
+def settings_text(iface: Interface) -> str:
+    return json.dumps(_settings_json(iface), sort_keys=True, separators=(",", ":"))
+
+
+def _peer_input(fmt: int, server_id: str, interface: str, key: str, allowed: str, endpoint, keepalive, name,
+                psk) -> bytes:
+    # Newlines cannot occur in any peer field (the model rejects them), so they separate unambiguously.
+    return "\n".join((
+        "peer" if fmt == 1 else f"peer/{fmt}", server_id, interface, key, allowed, endpoint or "",
+        str(keepalive), name if name is not None else "\0", psk or "",
+    )).encode()
+
+
+def _peer_digest_input(server_id: str, interface: str, peer: Peer, fmt: int = FORMAT) -> bytes:
+    return _peer_input(fmt, server_id, interface, peer.public_key, ",".join(peer.allowed_ips), peer.endpoint,
+                       peer.persistent_keepalive, peer.name, peer.preshared_key)
+
+
+def _settings_input(fmt: int, server_id: str, name: str, text: str) -> bytes:
+    return _context("interface" if fmt == 1 else f"interface/{fmt}", server_id, name, text)
+
+
+def _key_input(fmt: int, server_id: str, name: str, private_key: str) -> bytes:
+    return _context("server_key" if fmt == 1 else f"server_key/{fmt}", server_id, name, private_key)
+
+
+def stored_format(stored: bytes) -> int:
+    """The format of a stored row digest; 0 when it is neither format."""
+    if len(stored) == 32:
+        return 1
+    if len(stored) == 33 and stored[0] == FORMAT:
+        return FORMAT
+    return 0
+
+
+def _stored(cipher, data: bytes) -> bytes:
+    """A row digest as this code stores it."""
+    return bytes([FORMAT]) + _secrets.digest(cipher, data)
+
+
+def _same_row(cipher, stored: bytes, make_input) -> bool:
+    """Whether a stored digest (of either format) is the digest of ``make_input(format)``."""
+    fmt = stored_format(stored)
+    if fmt == 1:
+        return stored == _secrets.digest(cipher, make_input(1))
+    return fmt == FORMAT and stored[1:] == _secrets.digest(cipher, make_input(FORMAT))
+
+
+def interface_state_digest(cipher, server_id: str, name: str, settings_digest: bytes, key_digest: bytes | None,
+                           peer_inputs) -> bytes:
+    """One digest of an interface's whole state: its settings and key digests, then every peer's digest input
+    (each after its length), in peer order. One running digest: a load checks 10,000 peers with it at once."""
+    running = _secrets.digester(cipher)
+    running.update(b"".join((_context("interface-state", server_id, name, ""), settings_digest,
+                             key_digest or _NO_KEY)))
+    # Each input after its 4-byte length, framed by C loops (map, zip, chain) rather than a Python one.
+    lengths = map(_FRAME.pack, map(len, peer_inputs))
+    running.update(b"".join(itertools.chain.from_iterable(zip(lengths, peer_inputs))))
+    return running.digest()
+
+
+def snapshot_seal(cipher, server_id: str, snap_id: int, key_id: bytes | None, digests: dict) -> bytes:
+    """Binds a snapshot's interface digests to its id, its server and its key."""
+    listing = json.dumps(digests, sort_keys=True, separators=(",", ":"))
+    return _secrets.digest(cipher, _context("snapshot", str(FORMAT), server_id, str(snap_id), key_id_hex(key_id),
+                                            listing))
+
+
+@dataclasses.dataclass
+class InterfaceDigests:
+    """The format-2 digests of one captured interface (peer digests are made only when a save needs them)."""
+
+    settings_text: str
+    settings: bytes
+    key: bytes | None
+    peer_inputs: list  # each peer's digest input, in peer order
+    state: bytes
+
+
+def digest_state(cipher, server_id: str, interfaces: dict[str, Interface]) -> dict[str, InterfaceDigests]:
+    """The digests of a state that tell whether it changed (pure: no database)."""
+    out = {}
+    digest = _secrets.digest
+    for name, iface in interfaces.items():
+        text = settings_text(iface)
+        settings = digest(cipher, _settings_input(FORMAT, server_id, name, text))
+        key = digest(cipher, _key_input(FORMAT, server_id, name, iface.private_key)) if iface.private_key else None
+        inputs = [_peer_digest_input(server_id, name, p) for p in iface.peers]
+        out[name] = InterfaceDigests(text, settings, key, inputs,
+                                     interface_state_digest(cipher, server_id, name, settings, key, inputs))
+    return out
+
+
+# --- rows as the model -------------------------------------------------------------------------------------
+
+# "expires" (a wg-quick file comment, not stored) is left out of the rows' __dict__: it reads as its class default, None.
+_PEER_FIELDS = ("public_key", "allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name", "expires")
+# Rows whose format-2 digest was checked under the user's key are what a save of this format wrote from a
+# validated model: they are built without validating again (it is most of a restore's time otherwise).
+# Only while the model has exactly these fields; anything else is built through its constructor.
+_TRUSTED_BUILD = tuple(f.name for f in dataclasses.fields(Peer)) == _PEER_FIELDS
+# The length of a format-2 row digest (its format byte and 32 bytes), as a sealed read fetches it.
+_FORMAT_2_LENGTH = "33"
+
+
+_COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+_COPY_ESCAPE_RE = re.compile(r"\\(.)")
+
+
+def _copy_field(text: str):
+    """A text field of COPY TO's text format: None for NULL, backslash escapes undone."""
+    if text == NULL:
+        return None
+    if "\\" in text:
+        text = _COPY_ESCAPE_RE.sub(lambda m: _COPY_ESCAPES.get(m.group(1), m.group(1)), text)
+    return text
+
+
+class _PeerRows(io.TextIOBase):
+    """The (text) file object COPY TO writes peer rows into, one row per call: each row is opened (its
+    preshared key decrypted), made into a peer and its digest input as it arrives, so Python works while
+    PostgreSQL is still sending (on the other core). Rows come in no order (a sort on the server costs it
+    more than the whole read costs it otherwise); ``result()`` puts them in position order.
+
+    Fields (see _copy_peers_out): interface, position, public key, allowed IPs, endpoint, keepalive, name,
+    preshared key, and the row digest when rows are checked one by one, or only its length when the snapshot
+    is sealed (the interface's state digest then proves every row; the length tells a format-2 row). A failure
+    is kept and raised after the COPY (an exception inside it would leave the connection mid-COPY).
+    """
+
+    def __init__(self, store, server_id: str, row_cipher, sealed: bool, damaged, mismatch):
+        self.server_id, self.row_cipher, self.sealed = server_id, row_cipher, sealed
+        self.damaged, self.mismatch = damaged, mismatch
+        self.trusted = _TRUSTED_BUILD and row_cipher is not None and sealed
+        user_cipher = store.cipher
+        self.open_psk = user_cipher.opener() if user_cipher is not None else \
+            (lambda blob, context: _secrets.unseal(None, blob, context))
+        # interface -> (positions as COPY gave them, peers, their digest inputs), in the order the rows came
+        self.rows: dict[str, tuple[list, list, list]] = {}
+        self.error: BaseException | None = None
+        self._iface, self._contexts, self._head = None, {}, b""
+        super().__init__()
+        # psycopg2 calls this once per row: a closure (no attribute lookups) in front of the general path.
+        if user_cipher is not None and self.trusted:
+            self.write = self._trusted_writer(*user_cipher.decryptor())
+
+    def _start(self, iface: str) -> tuple:
+        """A row of ``iface`` comes (after one of another interface, or first)."""
+        found = self._contexts.get(iface)
+        if found is None:
+            psk_context = _context("preshared_key", self.server_id, iface, "")
+            positions, peers, inputs = self.rows.setdefault(iface, ([], [], []))
+            found = self._contexts[iface] = (psk_context, f"peer/{FORMAT}\n{self.server_id}\n{iface}\n",
+                                             self._head + psk_context, positions.append, peers.append, inputs.append)
+        self._iface, self._now = iface, found
+        return found
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, line: str) -> int:
+        if self.error is None:
+            try:
+                self._row(line[:-1].split("\t"))
+            except Exception as exc:  # kept, raised after the COPY
+                self.error = exc
+        return len(line)
+
+    def _trusted_writer(self, decrypt, head: bytes):
+        """``write`` for the common row: format 2, proved by the state digest, under the user's key. The model
+        is built without its constructor (what a save of this format wrote came from a validated model);
+        any other row (format 1, a name with an escape, a key that does not open) takes the general path."""
+        general = self.write
+        self._head = head
+        now = [None, (None,) * 6]  # interface, (psk context, digest prefix, associated data, three appends)
+
+        def write(line: str, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex, _peer=Peer,
+                  _null=NULL, _format_2=_FORMAT_2_LENGTH + "\n", _nul="\0") -> int:
+            if self.error is not None:
+                return 0
+            try:
+                iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig = line.split("\t")
+                if dig != _format_2 or ("\\" in label and label != _null):  # escaped: the general path unescapes
+                    return general(line)
+                if iface != now[0]:
+                    now[:] = iface, self._start(iface)
+                _psk_context, prefix, aad, add_position, add_peer, add_input = now[1]
+                psk = None
+                if psk_hex != _null:
+                    blob = _fromhex(psk_hex[3:])
+                    try:
+                        psk = decrypt(blob[9:21], blob[21:], aad + key.encode()).decode()
+                    except Exception:  # not this key's, not sealed, damaged: the general path says which
+                        return general(line)
+                allowed = allowed[1:-1]
+                if endpoint == _null:
+                    endpoint = None
+                if label == _null:
+                    label = None
+                peer = _new(_peer)
+                # A frozen dataclass without slots keeps its fields in __dict__.
+                _set(peer, "__dict__", {"public_key": key, "allowed_ips": tuple(allowed.split(",")) if allowed else (),
+                                        "endpoint": endpoint, "preshared_key": psk, "persistent_keepalive": int(keepalive),
+                                        "name": label})
+                add_position(pos)
+                add_peer(peer)
+                # PostgreSQL writes an integer as str() does: the keepalive's text is the digest's.
+                add_input(f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
+                          f"{_nul if label is None else label}\n{psk or ''}".encode())
+            except Exception as exc:  # kept, raised after the COPY
+                self.error = exc
+            return 0
+
+        return write
+
+    def _row(self, fields: list, _fromhex=bytes.fromhex) -> None:
+        """The general path: any row, checked by its own digest unless the snapshot is sealed, then validated."""
+        iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig = fields
+        psk_context, prefix, _aad, add_position, add_peer, add_input = \
+            self._now if iface == self._iface else self._start(iface)
+        allowed = allowed[1:-1]
+        endpoint = None if endpoint == NULL else endpoint
+        keepalive = int(keepalive)
+        label = None if label == NULL else _copy_field(label)
+        # One try per row (free in Python 3.11 unless raised); the message is built only on failure.
+        try:
+            psk = None if psk_hex == NULL else self.open_psk(_fromhex(psk_hex[3:]), psk_context + key.encode())
+        except KeyMismatchError:
+            raise self.mismatch(f"peer {key} of interface {iface}") from None
+        except DamagedSecretError as exc:
+            raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
+        data = (f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
+                f"{label if label is not None else chr(0)}\n{psk or ''}").encode()
+        if not self.sealed and not _same_row(self.row_cipher, _fromhex(dig[3:]), lambda f: data if f == FORMAT else
+                                             _peer_input(f, self.server_id, iface, key, allowed, endpoint, keepalive,
+                                                         label, psk)):
+            raise self.damaged(f"peer {key} of interface {iface}", "it does not match its digest")
+        try:
+            peer = Peer(public_key=key, allowed_ips=tuple(allowed.split(",")) if allowed else (), endpoint=endpoint,
+                        preshared_key=psk, persistent_keepalive=keepalive, name=label)
+        except WgError as exc:
+            raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
+        add_position(pos)
+        add_peer(peer)
+        add_input(data)
+
+    def result(self, iface: str) -> tuple[list, list]:
+        """(peers, digest inputs) of ``iface``, in position order."""
+        if self.error is not None:
+            raise self.error
+        positions, peers, inputs = self.rows.get(iface, ([], [], []))
+        if len(peers) < 2:
+            return peers, inputs
+        # Sorted and reordered by C loops (map, sorted, itemgetter): positions are unique within an interface.
+        order = sorted(range(len(peers)), key=list(map(int, positions)).__getitem__)
+        pick = operator.itemgetter(*order)
+        return list(pick(peers)), list(pick(inputs))
+
+
+@contextlib.contextmanager
+def _long_lived():
+    """For building a state: tens of thousands of new objects, none of them garbage, which the young
+    generations' collections would walk again and again. Without a pass while they are made, then moved
+    to the oldest generation at once (gc.freeze() then gc.unfreeze() does that, walking nothing): only a
+    full collection looks at them, as it looks at every long-lived object. Not when the program froze
+    objects of its own (unfreeze would release them too): then the collector is only paused."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            if not gc.get_freeze_count():
+                gc.freeze()
+                gc.unfreeze()
+            gc.enable()
