@@ -190,7 +190,7 @@ def digest_state(cipher, server_id: str, interfaces: dict[str, Interface]) -> di
 
 # --- rows as the model -------------------------------------------------------------------------------------
 
-# "expires" (a wg-quick file comment, not stored) is left out of the rows' __dict__: it reads as its class default, None.
+# "expires" is a wg-quick file comment, not stored: a row's peer has it None, as its constructor would give it.
 _PEER_FIELDS = ("public_key", "allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name", "expires")
 # Rows whose format-2 digest was checked under the user's key are what a save of this format wrote from a
 # validated model: they are built without validating again (it is most of a restore's time otherwise).
@@ -298,7 +298,7 @@ class _PeerRows(io.TextIOBase):
                 # A frozen dataclass without slots keeps its fields in __dict__.
                 _set(peer, "__dict__", {"public_key": key, "allowed_ips": tuple(allowed.split(",")) if allowed else (),
                                         "endpoint": endpoint, "preshared_key": psk, "persistent_keepalive": int(keepalive),
-                                        "name": label})
+                                        "name": label, "expires": None})
                 add_position(pos)
                 add_peer(peer)
                 # PostgreSQL writes an integer as str() does: the keepalive's text is the digest's.
