@@ -18,7 +18,7 @@ import datetime
 import math
 
 from ._dbconfig import check_server_id
-from ._errors import WgValueError, scrub_keys
+from ._errors import WgValueError, scrub_keys, shown
 from ._store import SCHEMA_VERSION, Store, StoreError, parse_timestamp
 
 # A bound on list sizes and intervals that any fleet stays far under (a week of seconds, a million rows).
@@ -29,11 +29,13 @@ MAX_STALE_INTERVALS = 10_000
 
 def check_positive(option: str, value, high: float, integer: bool = False) -> float | int:
     """A positive number (a whole one when ``integer``) up to ``high``; bool, text, nan and inf refused."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and 0 < value <= high and (not integer or float(value).is_integer())
+    # An int is compared as it is: math.isfinite() and float() raise OverflowError past 1e308 ("1e400" as text).
+    ok = not isinstance(value, bool) and (isinstance(value, int) or (
+        isinstance(value, float) and math.isfinite(value) and (not integer or value.is_integer()))) \
+        and 0 < value <= high
     if not ok:
         kind = "a whole number" if integer else "a number"
-        raise WgValueError(f"{option}: {value!r} is not {kind} greater than 0 and at most {high:g}")
+        raise WgValueError(f"{option}: {shown(value)} is not {kind} greater than 0 and at most {high:g}")
     return int(value) if integer else float(value)
 
 
