@@ -26,7 +26,7 @@ try:
 except ImportError:  # the modules report missing_required_lib()
     HAS_CRYPTOGRAPHY = False
 
-from ._errors import WgError, WgValueError, scrub_keys
+from ._errors import WgError, WgValueError, scrub_keys, shown
 from ._wgconf import check_path
 
 SEALED = 1
@@ -88,7 +88,7 @@ def derive_server_key(master_key: str, server_id: str, generation: int = 1,
     raw = decode_key(master_key, option)
     check_server_id("server_id", server_id)
     if isinstance(generation, bool) or not isinstance(generation, int) or not 1 <= generation <= SERVER_KEY_GENERATION_MAX:
-        raise SecretError(f"generation: {generation!r} is not a whole number from 1 to {SERVER_KEY_GENERATION_MAX}")
+        raise SecretError(f"generation: {shown(generation)} is not a whole number from 1 to {SERVER_KEY_GENERATION_MAX}")
     prk = hmac.new(SERVER_KEY_SALT, raw, hashlib.sha256).digest()
     info = SERVER_KEY_INFO + str(generation).encode() + b"\0" + server_id.encode()
     return base64.b64encode(hmac.new(prk, info + b"\x01", hashlib.sha256).digest()).decode()

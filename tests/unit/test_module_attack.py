@@ -103,3 +103,31 @@ def test_hostile_values_in_every_option(module, config_dir, monkeypatch):
     assert [f for f in os.listdir(config_dir) if f.endswith((".tmp", "~"))] == []
     if shutil.which("wg-quick"):
         subprocess.run(["wg-quick", "strip", str(conf)], check=True, capture_output=True)
+
+
+# --- the server_key filter ---------------------------------------------------------------------------------------
+
+def test_server_key_filter_never_quotes_a_key_given_in_the_wrong_place_and_names_the_option():
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.wgfleet.wireguard.plugins.filter.server_key import server_key
+    from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import generate_key
+
+    master = generate_key()
+    cases = [  # (server_id, generation, the option the message must name)
+        ("srv-a", master, "generation"),  # the arguments swapped
+        ("srv-a", master + "\n", "generation"),
+        ("srv-a", "a" * 1_000_000, "generation"),
+        ("srv-a", "\u00b2", "generation"),  # str.isdigit() is true of it, int() refuses it
+        ("srv-a", "\u0661", "generation"),  # an Arabic-Indic one: not the ASCII digit the docs mean
+        (master.encode(), 1, "server_id"),
+        ([master], 1, "server_id"),
+        ({"id": master}, 1, "server_id"),
+    ]
+    for server_id, generation, option in cases:
+        with pytest.raises(AnsibleFilterError) as caught:
+            server_key(master, server_id, generation)
+        message = str(caught.value)
+        assert message.startswith(f"server_key: {option}: "), message[:300]
+        assert master not in message and master.rstrip("=") not in message, option
+        assert len(message) < 400, message[:300]
