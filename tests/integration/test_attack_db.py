@@ -13,7 +13,7 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.wgfleet.wireguard.plugins.modules import wg_snapshot_info
+from ansible_collections.wgfleet.wireguard.plugins.modules import wg_fleet_info, wg_snapshot_info
 from tests.helpers.database_role import failure, run_database_role
 from tests.integration import test_isolation
 
@@ -71,3 +71,37 @@ def test_a_limit_too_large_for_a_float_is_refused_naming_it(fleet):
         text, data = call(wg_snapshot_info, {**login_args(fleet, "srv-a"), "server_id": "srv-a", "limit": value})
         assert_clean(fleet, text)
         assert data.get("failed") and data["msg"].startswith("limit: "), data
+
+
+def counts(fl) -> dict:
+    """Rows per table and server, as the owner reads them (not through the code under test)."""
+    out = {}
+    for table in test_isolation.TABLES:
+        for sid, n in fl.pg.admin(f"SELECT server_id, count(*) FROM {table} GROUP BY server_id", dbname=fl.db):
+            out[(table, sid)] = n
+    return out
+
+
+def test_a_servers_login_does_not_pass_for_the_whole_fleet_in_the_fleet_report(fleet):
+    # Server A's login sees its own sync_status row only: wg_fleet_info reported a healthy fleet of one, and
+    # with servers: [srv-b] said srv-b was unknown and stale.
+    for extra in ({}, {"servers": ["srv-b"]}, {"servers": ["srv-a"]}):
+        text, data = call(wg_fleet_info, {**login_args(fleet, "srv-a"), **extra})
+        assert_clean(fleet, text)
+        assert data.get("failed"), data
+        assert "is the login of server 'srv-a'" in data["msg"] and "monitor login" in data["msg"], data["msg"]
+    monitor = {**login_args(fleet, "srv-a"), "login_user": fleet.monitor["user"], "login_password": fleet.monitor["password"]}
+    text, data = call(wg_fleet_info, monitor)
+    assert_clean(fleet, text)
+    assert [s["server_id"] for s in data["servers"]] == sorted(test_isolation.SERVERS), data
+
+
+def test_a_servers_login_is_told_it_cannot_see_another_servers_snapshots(fleet):
+    # wg_snapshot_info with A's login and server_id srv-b returned "snapshots: []" as if B had no backup.
+    text, data = call(wg_snapshot_info, {**login_args(fleet, "srv-b"), "server_id": "srv-a"})
+    assert_clean(fleet, text)
+    assert data.get("failed") and "is the login of server 'srv-b'" in data["msg"], data
+    text, data = call(wg_snapshot_info, {**login_args(fleet, "srv-a"), "server_id": "srv-a"})
+    assert [s["id"] for s in data["snapshots"]] == [row[0] for row in fleet.pg.admin(
+        "SELECT id FROM snapshots WHERE server_id = 'srv-a' ORDER BY id", dbname=fleet.db)], data
+
