@@ -13,7 +13,7 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.wgfleet.wireguard.plugins.modules import wg_fleet_info, wg_snapshot_info
+from ansible_collections.wgfleet.wireguard.plugins.modules import wg_fleet_info, wg_retention, wg_snapshot_info
 from tests.helpers.database_role import failure, run_database_role
 from tests.integration import test_isolation
 
@@ -105,3 +105,14 @@ def test_a_servers_login_is_told_it_cannot_see_another_servers_snapshots(fleet):
     assert [s["id"] for s in data["snapshots"]] == [row[0] for row in fleet.pg.admin(
         "SELECT id FROM snapshots WHERE server_id = 'srv-a' ORDER BY id", dbname=fleet.db)], data
 
+
+def test_retention_check_mode_refuses_a_login_bound_by_row_level_security(fleet):
+    # In check mode a server's login (or the monitor's) got a plan of what it can see; the real run then failed.
+    before = counts(fleet)
+    monitor = {**login_args(fleet, "srv-a"), "login_user": fleet.monitor["user"], "login_password": fleet.monitor["password"]}
+    for args, whose in ((login_args(fleet, "srv-a"), "the login of server 'srv-a'"), (monitor, "the monitor login")):
+        for check in (True, False):
+            text, data = call(wg_retention, {**args, "keep_days": 1, "keep_latest": 1, "_ansible_check_mode": check})
+            assert_clean(fleet, text)
+            assert data.get("failed") and whose in data["msg"] and "owner" in data["msg"], data
+    assert counts(fleet) == before
