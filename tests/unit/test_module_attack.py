@@ -27,7 +27,9 @@ from tests.helpers.keys import SERVER_KEY as KEY
 NAME = "wgattack0"
 
 VALUES = ["x\ny", "x\x1cy", "x\u2028y", "x\x00y", "10.10.0.1\rPreUp = id", "", " ", "a" * 100_000, {"a": 1}, [1, 2],
-          ["a\nb"], [None], None, True, 2**70, -1, "#", "../x"]
+          ["a\nb"], [None], None, True, 2**70, -1, "#", "../x",
+          "x\ry", "x\r\ny", "x\vy", "x\fy", "x\x1dy", "x\x1ey", "x\x85y", "x\u2029y", "x\x07y", 2**63, float("nan"),
+          "nan", 0, "1e400", "a" * 1_000_000, {"public_key": PEER}, False]
 OPTIONS = {
     wg_interface: ["name", "state", "address", "listen_port", "private_key", "mtu", "dns", "table", "fwmark",
                    "pre_up", "post_up", "pre_down", "post_down", "config_dir", "up", "implementation", "backup",
