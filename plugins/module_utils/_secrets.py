@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import stat
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -94,6 +95,28 @@ def derive_server_key(master_key: str, server_id: str, generation: int = 1,
     return base64.b64encode(hmac.new(prk, info + b"\x01", hashlib.sha256).digest()).decode()
 
 
+KEY_FILE_MAX = 4096
+
+
+def _read_key_file(path: str) -> bytes:
+    """A key file's bytes: a regular file of at most KEY_FILE_MAX bytes. Opened without blocking and checked
+    before reading, so that /dev/zero, a FIFO or a huge file given by mistake fails at once instead of hanging
+    or filling the memory (ValueError says which)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("is not a regular file")
+        if info.st_size > KEY_FILE_MAX:
+            raise ValueError(f"is {info.st_size} bytes long, not a key")
+        data = os.read(fd, KEY_FILE_MAX + 1)
+    finally:
+        os.close(fd)
+    if len(data) > KEY_FILE_MAX:
+        raise ValueError("is longer than a key")
+    return data
+
+
 def key_id_hex(key_id: bytes | None) -> str:
     return bytes(key_id).hex() if key_id else "none"
 
@@ -131,11 +154,12 @@ class KeyCipher:
         # The path as messages show it: a careless user may give the key itself here.
         where = scrub_keys(path)
         try:
-            with open(path, encoding="ascii") as handle:
-                text = handle.read()
+            text = _read_key_file(path).decode("ascii")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not ASCII text"
             raise SecretError(f"{option}: cannot read {where}: {reason}") from None
+        except ValueError as exc:
+            raise SecretError(f"{option}: {where} {exc} ({MAKE_KEY_HINT})") from None
         try:
             return cls.from_base64(text)
         except SecretError:

@@ -133,3 +133,37 @@ def test_server_key_filter_never_quotes_a_key_given_in_the_wrong_place_and_names
         assert message.startswith(f"server_key: {option}: "), message[:300]
         assert master not in message and master.rstrip("=") not in message, option
         assert len(message) < 400, message[:300]
+
+
+# --- key files that are not key files ----------------------------------------------------------------------------
+
+def test_a_key_file_that_never_ends_or_blocks_is_refused_at_once(tmp_path):
+    """/dev/zero (endless NULs, all ASCII) was read to the end of the memory, a FIFO blocked the run for ever,
+    a 1 MB file was read whole: each is refused naming the option, within seconds, in each module that reads
+    one (run as Ansible runs a module: a process of its own, here with a time limit)."""
+    import sys
+
+    from tests.helpers.playbook import ensure_collection_path
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big"
+    big.write_text("A" * 1_000_000)
+    root = str(ensure_collection_path())
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    db = {"login_host": "127.0.0.1", "login_port": 1, "connect_timeout": 1}
+    cases = [("wg_backup", "encryption_key_file", {"config_dir": str(tmp_path / "etc"), "server_id": "srv-a"}),
+             ("wg_restore", "encryption_key_file", {"config_dir": str(tmp_path / "etc"), "server_id": "srv-a"}),
+             ("wg_rekey", "previous_encryption_key_file", {"server_id": "srv-a", "encryption_key": KEY})]
+    for module, option, extra in cases:
+        for path in ("/dev/zero", str(fifo), str(big), str(tmp_path)):
+            args = tmp_path / "args.json"
+            args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**db, **extra, option: path}}))
+            try:
+                proc = subprocess.run([sys.executable, "-m", f"ansible_collections.wgfleet.wireguard.plugins.modules.{module}",
+                                       str(args)], capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"{module} {option}={path}: still reading after 30 s")
+            data = json.loads(proc.stdout[proc.stdout.index("{"):])
+            assert data.get("failed") and data["msg"].startswith(f"{option}: "), (module, path, data.get("msg"))
+            assert "unexpected" not in data["msg"] and len(data["msg"]) < 400, data["msg"][:400]
