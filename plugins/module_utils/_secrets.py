@@ -98,7 +98,7 @@ def derive_server_key(master_key: str, server_id: str, generation: int = 1,
 KEY_FILE_MAX = 4096
 
 
-def _read_key_file(path: str) -> bytes:
+def read_key_file(path: str) -> bytes:
     """A key file's bytes: a regular file of at most KEY_FILE_MAX bytes. Opened without blocking and checked
     before reading, so that /dev/zero, a FIFO or a huge file given by mistake fails at once instead of hanging
     or filling the memory (ValueError says which)."""
@@ -154,7 +154,7 @@ class KeyCipher:
         # The path as messages show it: a careless user may give the key itself here.
         where = scrub_keys(path)
         try:
-            text = _read_key_file(path).decode("ascii")
+            text = read_key_file(path).decode("ascii")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not ASCII text"
             raise SecretError(f"{option}: cannot read {where}: {reason}") from None

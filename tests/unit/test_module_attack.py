@@ -167,3 +167,31 @@ def test_a_key_file_that_never_ends_or_blocks_is_refused_at_once(tmp_path):
             data = json.loads(proc.stdout[proc.stdout.index("{"):])
             assert data.get("failed") and data["msg"].startswith(f"{option}: "), (module, path, data.get("msg"))
             assert "unexpected" not in data["msg"] and len(data["msg"]) < 400, data["msg"][:400]
+
+
+def test_a_sync_secret_file_that_blocks_or_never_ends_is_refused_at_once(tmp_path):
+    """wgrest-sync's db_password_file and wgrest_token_file: a FIFO blocked the start for ever (open() waits for
+    a writer); /dev/zero and a directory are refused too, naming the setting."""
+    import threading
+
+    from ansible_collections.wgfleet.wireguard.plugins.module_utils._sync import ConfigError, load_config
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    base = {"WGSYNC_SERVER_ID": "srv1", "WGSYNC_DB_HOST": "/tmp", "WGSYNC_WGREST_TOKEN": "tok-attack",
+            "WGSYNC_ALLOW_PLAINTEXT_KEYS": "true", "WGSYNC_ENCRYPTION_KEY_FILE": "/nonexistent/wgsync-attack-key"}
+    for setting in ("db_password_file", "wgrest_token_file"):
+        for path in (str(fifo), "/dev/zero", str(tmp_path)):
+            found = []
+
+            def start(setting=setting, path=path, found=found):
+                try:
+                    load_config(environ={**base, f"WGSYNC_{setting.upper()}": path})
+                except ConfigError as exc:
+                    found.append(str(exc))
+
+            worker = threading.Thread(target=start, daemon=True)
+            worker.start()
+            worker.join(10)
+            assert not worker.is_alive(), f"{setting}={path}: still reading after 10 s"
+            assert found and found[0].startswith(f"{setting}: "), (setting, path, found)
