@@ -195,3 +195,20 @@ def test_a_sync_secret_file_that_blocks_or_never_ends_is_refused_at_once(tmp_pat
             worker.join(10)
             assert not worker.is_alive(), f"{setting}={path}: still reading after 10 s"
             assert found and found[0].startswith(f"{setting}: "), (setting, path, found)
+
+
+# --- wg_peer's expires at the ends of the calendar ---------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "0999-01-01T00:00:00Z",
+                                   "0999-01-01"])
+def test_an_expiry_at_the_ends_of_the_calendar_is_refused_naming_it(config_dir, value):
+    # The first two leave the years 1-9999 once in UTC (OverflowError); the year 999 was written "999-..." by
+    # strftime and then failed to read back (ValueError). Each was an unexpected error.
+    conf = config_dir / f"{NAME}.conf"
+    before = conf.read_bytes()
+    # A new peer: an existing one given a past expiry is revoked (removed), as documented.
+    _text, data = call(wg_peer, {"interface": NAME, "config_dir": str(config_dir), "public_key": PEER[:-2] + "A=",
+                                 "allowed_ips": ["10.10.0.3/32"], "expires": value})
+    assert data.get("failed") and data["msg"].startswith("expires: "), data.get("msg")
+    assert "unexpected" not in data["msg"]
+    assert conf.read_bytes() == before
