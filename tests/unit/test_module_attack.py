@@ -212,3 +212,34 @@ def test_an_expiry_at_the_ends_of_the_calendar_is_refused_naming_it(config_dir, 
     assert data.get("failed") and data["msg"].startswith("expires: "), data.get("msg")
     assert "unexpected" not in data["msg"]
     assert conf.read_bytes() == before
+
+
+# --- wg_peer's address_pool when held networks cover it ----------------------------------------------------------
+
+def test_an_ipv6_pool_covered_by_held_networks_is_full_at_once(tmp_path):
+    """Two peers holding fd10::/65 and fd10::8000:0:0:0/65 cover the /64 pool: the allocator stepped through its
+    2**64 addresses one at a time (for ever). Now: refused naming address_pool, at once, and the file unchanged."""
+    import threading
+
+    etc = tmp_path / "etc"
+    _t, data = call(wg_interface, {"name": NAME, "address": ["10.10.0.1/24", "fd10::1/64"], "private_key": KEY,
+                                   "up": False, "config_dir": str(etc)})
+    assert not data.get("failed"), data
+    _t, data = call(wg_peer, {"interface": NAME, "config_dir": str(etc), "peers": [
+        {"public_key": PEER, "allowed_ips": ["fd10::/65"]},
+        {"public_key": PEER[:-2] + "A=", "allowed_ips": ["fd10:0:0:0:8000::/65"]}]})
+    assert not data.get("failed"), data
+    conf = etc / f"{NAME}.conf"
+    before = conf.read_bytes()
+    found = []
+
+    def add():
+        found.append(call(wg_peer, {"interface": NAME, "config_dir": str(etc), "address_pool": ["fd10::/64"],
+                                    "peers": [{"public_key": PEER[:-2] + "E="}], "exclusive": False})[1])
+
+    worker = threading.Thread(target=add, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "still looking for a free address after 20 s"
+    assert found[0].get("failed") and found[0]["msg"].startswith("address_pool: no free address left in fd10::/64"), found
+    assert conf.read_bytes() == before
