@@ -50,8 +50,9 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import 
 
 def server_key(master_key, server_id, generation=1):
     try:
+        # ASCII digits only: str.isdigit() is also true of '²', which int() refuses.
         return derive_server_key(master_key, server_id, int(generation) if isinstance(generation, str)
-                                 and generation.isdigit() else generation)
+                                 and generation.isascii() and generation.isdigit() else generation)
     except WgError as exc:
         # The message names the option and never quotes a key.
         raise AnsibleFilterError(f"server_key: {exc}") from None

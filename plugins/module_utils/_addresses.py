@@ -101,8 +101,15 @@ class Allocator:
         """The lowest free address of ``net`` as a host CIDR, now held; an error naming ``option`` when full."""
         size = net.num_addresses
         start = self._next[net]
+        base = int(net.network_address)
         while start < size:
             candidate = net.network_address + start
+            # A held network (a peer's 10.10.0.0/26, an IPv6 /65) is stepped over at once: one address at a
+            # time, an IPv6 pool covered by held networks would take longer than the universe has.
+            wide = next((n for n in self._wide if n.version == candidate.version and candidate in n), None)
+            if wide is not None:
+                start = int(wide.broadcast_address) - base + 1
+                continue
             start += 1
             if self.is_free(candidate):
                 self._next[net] = start

@@ -30,8 +30,11 @@ def scrub_keys(text: str) -> str:
 
 def shown(value) -> str:
     """``value`` as a message quotes it: repr, anything key-like hidden, cut to a readable length."""
-    text = _KEYISH.sub(REDACTED, value) if isinstance(value, str) else value
-    quoted = repr(text)
+    # Anything else is hidden in its repr: a key inside a list, a dict or bytes is quoted there too.
+    try:
+        quoted = repr(_KEYISH.sub(REDACTED, value)) if isinstance(value, str) else _KEYISH.sub(REDACTED, repr(value))
+    except ValueError:  # an int of more than 4300 digits has no repr
+        quoted = f"<a {type(value).__name__}>"
     if len(quoted) > SHOWN_MAX:
         quoted = f"{quoted[:SHOWN_MAX - 20]}...' ({len(str(value))} characters)"
     return quoted

@@ -34,7 +34,7 @@ def normalize_expiry(option: str, value) -> str | None:
             when = datetime.datetime.fromtimestamp(value, tz=_UTC)
         except (OverflowError, OSError, ValueError):
             raise WgValueError(f"{option}: {shown(value)} is not a Unix timestamp that can be used") from None
-        return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _canonical(when)
     if not isinstance(value, str):
         raise WgValueError(f"{option}: {shown(value)} is not a time (ISO 8601 or a Unix timestamp)")
     text = value.strip(" \t")
@@ -52,7 +52,15 @@ def normalize_expiry(option: str, value) -> str | None:
                            "or a Unix timestamp)") from None
     if when.tzinfo is None:
         raise WgValueError(f"{option}: {shown(value)} has no time zone; add Z (UTC) or an offset such as +01:00")
-    return when.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return _canonical(when.astimezone(_UTC))
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC, 0001-01-01T00:00+01:00 in year 0
+        raise WgValueError(f"{option}: {shown(value)} is outside the years 1 to 9999 once in UTC") from None
+
+
+def _canonical(when: datetime.datetime) -> str:
+    # Not strftime("%Y"): glibc writes the year 999 as "999", which the canonical form and strptime refuse.
+    return f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}:{when.second:02d}Z"
 
 
 def check_canonical(option: str, value) -> str | None:

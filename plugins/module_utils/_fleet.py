@@ -18,7 +18,7 @@ import datetime
 import math
 
 from ._dbconfig import check_server_id
-from ._errors import WgValueError, scrub_keys
+from ._errors import WgValueError, scrub_keys, shown
 from ._store import SCHEMA_VERSION, Store
 from ._store_types import StoreError, parse_timestamp
 
@@ -30,11 +30,13 @@ MAX_STALE_INTERVALS = 10_000
 
 def check_positive(option: str, value, high: float, integer: bool = False) -> float | int:
     """A positive number (a whole one when ``integer``) up to ``high``; bool, text, nan and inf refused."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and 0 < value <= high and (not integer or float(value).is_integer())
+    # An int is compared as it is: math.isfinite() and float() raise OverflowError past 1e308 ("1e400" as text).
+    ok = not isinstance(value, bool) and (isinstance(value, int) or (
+        isinstance(value, float) and math.isfinite(value) and (not integer or value.is_integer()))) \
+        and 0 < value <= high
     if not ok:
         kind = "a whole number" if integer else "a number"
-        raise WgValueError(f"{option}: {value!r} is not {kind} greater than 0 and at most {high:g}")
+        raise WgValueError(f"{option}: {shown(value)} is not {kind} greater than 0 and at most {high:g}")
     return int(value) if integer else float(value)
 
 
@@ -61,6 +63,36 @@ def require_readable_schema(cur, where: str) -> int:
     return version
 
 
+def login_scope(cur, version: int) -> tuple[bool, str, str | None, bool]:
+    """(row-level security applies, the login, the server id it is mapped to, it is the monitor login).
+
+    Before schema 3 there are no per-server logins: every login sees every row."""
+    if version < 3:
+        return False, "", None, False
+    cur.execute("SELECT row_security_active('snapshots'), session_user, wgfleet_login_server(),"
+                " wgfleet_login_monitor()")
+    active, login, server, monitor = cur.fetchone()
+    return bool(active), login, server, bool(monitor)
+
+
+def _whose(login: str, server: str | None) -> str:
+    return (f"login {login!r} is the login of server {server!r} and sees only that server's rows" if server is not None
+            else f"login {login!r} is mapped to no server and sees no rows (no wgfleet_logins row, or revoked)")
+
+
+def require_fleet_reader(cur, where: str, module: str, server_id: str | None = None) -> int:
+    """The schema's version, once this login may read every server's snapshots and sync status (the monitor,
+    the owner), or ``server_id``'s when one is given (its own login too). A server's login would otherwise
+    see its own rows only and report a fleet of one, or no snapshot of another server, as if that were all."""
+    version = require_readable_schema(cur, where)
+    active, login, server, monitor = login_scope(cur, version)
+    if active and not monitor and (server_id is None or server != server_id):
+        asked = f"server {server_id!r}" if server_id is not None else "every server"
+        raise StoreError(f"{module}: {_whose(login, server)} in {where}; reading {asked} needs the monitor login "
+                         "(database_monitor_user) or the database owner")
+    return version
+
+
 def _iso(value: datetime.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -78,7 +110,7 @@ def snapshot_info(store: Store, server_id: str, since=None, until=None, limit=No
         limit = check_positive("limit", limit, MAX_LIMIT, integer=True)
 
     def work(cur):
-        require_readable_schema(cur, store.where())
+        require_fleet_reader(cur, store.where(), "wg_snapshot_info", server_id)
         cur.execute(
             "SELECT * FROM (SELECT id, created_at, source, interface_count, peer_count, peer_rows_written,"
             " key_id IS NOT NULL FROM snapshots WHERE server_id = %(sid)s"
@@ -108,7 +140,7 @@ def fleet_info(store: Store, interval: float = 60.0, stale_intervals: float = 3,
     limit = interval * stale_intervals
 
     def work(cur):
-        require_readable_schema(cur, store.where())
+        require_fleet_reader(cur, store.where(), "wg_fleet_info")
         cur.execute("SELECT now()")
         now = cur.fetchone()[0]
         cur.execute(

@@ -24,8 +24,9 @@ import datetime
 
 from ._dbconfig import check_server_id
 from ._errors import WgValueError
-from ._fleet import require_readable_schema
+from ._fleet import login_scope, require_readable_schema
 from ._store import LOCK_CLASS, Store
+from ._store_types import StoreError
 
 MAX_DAYS = 36500  # a hundred years
 MAX_KEEP_LATEST = 1_000_000
@@ -105,7 +106,13 @@ def prune(store: Store, policy: Policy, servers=None, batch_size: int = DEFAULT_
     batch_size = _check_whole("batch_size", batch_size, 1, MAX_BATCH)
 
     def plan(cur):
-        require_readable_schema(cur, store.where())
+        version = require_readable_schema(cur, store.where())
+        active, login, server, monitor = login_scope(cur, version)
+        if active:  # a server's or the monitor's login: its plan would count only the rows it can see
+            whose = f"the login of server {server!r}" if server is not None else \
+                "the monitor login" if monitor else "mapped to no server"
+            raise StoreError(f"wg_retention: login {login!r} in {store.where()} is {whose} and is bound by "
+                             "row-level security; pruning every server's history needs the database owner's login")
         cur.execute("SELECT now()")
         when = now or cur.fetchone()[0]
         cur.execute("SELECT server_id, id, created_at FROM snapshots WHERE %(ids)s::text[] IS NULL"

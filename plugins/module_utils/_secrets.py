@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import stat
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -26,7 +27,7 @@ try:
 except ImportError:  # the modules report missing_required_lib()
     HAS_CRYPTOGRAPHY = False
 
-from ._errors import WgError, WgValueError, scrub_keys
+from ._errors import WgError, WgValueError, scrub_keys, shown
 from ._wgconf import check_path
 
 SEALED = 1
@@ -88,10 +89,32 @@ def derive_server_key(master_key: str, server_id: str, generation: int = 1,
     raw = decode_key(master_key, option)
     check_server_id("server_id", server_id)
     if isinstance(generation, bool) or not isinstance(generation, int) or not 1 <= generation <= SERVER_KEY_GENERATION_MAX:
-        raise SecretError(f"generation: {generation!r} is not a whole number from 1 to {SERVER_KEY_GENERATION_MAX}")
+        raise SecretError(f"generation: {shown(generation)} is not a whole number from 1 to {SERVER_KEY_GENERATION_MAX}")
     prk = hmac.new(SERVER_KEY_SALT, raw, hashlib.sha256).digest()
     info = SERVER_KEY_INFO + str(generation).encode() + b"\0" + server_id.encode()
     return base64.b64encode(hmac.new(prk, info + b"\x01", hashlib.sha256).digest()).decode()
+
+
+KEY_FILE_MAX = 4096
+
+
+def read_key_file(path: str) -> bytes:
+    """A key file's bytes: a regular file of at most KEY_FILE_MAX bytes. Opened without blocking and checked
+    before reading, so that /dev/zero, a FIFO or a huge file given by mistake fails at once instead of hanging
+    or filling the memory (ValueError says which)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("is not a regular file")
+        if info.st_size > KEY_FILE_MAX:
+            raise ValueError(f"is {info.st_size} bytes long, not a key")
+        data = os.read(fd, KEY_FILE_MAX + 1)
+    finally:
+        os.close(fd)
+    if len(data) > KEY_FILE_MAX:
+        raise ValueError("is longer than a key")
+    return data
 
 
 def key_id_hex(key_id: bytes | None) -> str:
@@ -131,11 +154,12 @@ class KeyCipher:
         # The path as messages show it: a careless user may give the key itself here.
         where = scrub_keys(path)
         try:
-            with open(path, encoding="ascii") as handle:
-                text = handle.read()
+            text = read_key_file(path).decode("ascii")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not ASCII text"
             raise SecretError(f"{option}: cannot read {where}: {reason}") from None
+        except ValueError as exc:
+            raise SecretError(f"{option}: {where} {exc} ({MAKE_KEY_HINT})") from None
         try:
             return cls.from_base64(text)
         except SecretError:

@@ -173,10 +173,12 @@ def _checked(name: str, value: str, secret: bool = False) -> str:
 
 def _read_secret_file(name: str, path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read(65536).strip()
+        # Not blocking on a FIFO, and a regular file only (not /dev/zero): the key files' rule.
+        text = _secrets.read_key_file(path).decode("utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{name}: cannot read {path}: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {path} {exc}") from None
     if not text:
         raise ConfigError(f"{name}: {path} is empty")
     try:

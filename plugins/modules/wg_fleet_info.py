@@ -14,8 +14,9 @@ description:
   - A server is C(stale) when its last successful sync is older than O(stale_intervals) times O(interval) seconds,
     or it never had one; C(failing) when its last attempt failed. Ages come from the database's clock.
   - Reads only C(schema_version), C(snapshots) and C(sync_status). The fleet's monitor login (the database role's
-    C(database_monitor_user), SELECT on those three tables, every server's rows) is the login meant for it. Needs
-    no encryption key and returns no key.
+    C(database_monitor_user), SELECT on those three tables, every server's rows) is the login meant for it; the
+    schema owner's will do too. A server's own login, which row-level security shows only its own rows, is refused
+    by a message naming it (it would report a fleet of one). Needs no encryption key and returns no key.
 version_added: 0.2.0
 author:
   - wgfleet.wireguard contributors (@wgfleet)

@@ -17,7 +17,8 @@ description:
     next run deletes.
   - Run it on the controller with the schema owner's login, which has DELETE and bypasses row-level security. The
     servers' own logins have no DELETE right, and the sync service never prunes, so a compromised server cannot
-    erase its own history.
+    erase its own history. A login bound by row-level security (a server's, the monitor's) is refused by a message
+    naming it, in check mode too.
   - A revoked peer's keys (its sealed preshared key) leave the database only when the last snapshot that holds
     them is pruned; PostgreSQL keeps the deleted rows on disk until VACUUM reuses the space, and in its backups and
     replicas until those age out. See the collection's C(docs/backup-restore.md).

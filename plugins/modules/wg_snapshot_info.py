@@ -11,7 +11,8 @@ description:
     (C(wg_backup), C(wgrest_sync)), interface and peer counts, the peer rows each one wrote and whether it is
     encrypted; O(since), O(until) and O(limit) narrow the list.
   - Reads only C(schema_version) and C(snapshots), so the fleet's monitor login (SELECT on C(schema_version),
-    C(snapshots) and C(sync_status)) or the server's own login will do. Needs no encryption key and returns no key.
+    C(snapshots) and C(sync_status)) or the server's own login will do. Another server's login is refused by a
+    message naming it (row-level security would show it no snapshot). Needs no encryption key and returns no key.
 version_added: 0.2.0
 author:
   - wgfleet.wireguard contributors (@wgfleet)

@@ -27,7 +27,9 @@ from tests.helpers.keys import SERVER_KEY as KEY
 NAME = "wgattack0"
 
 VALUES = ["x\ny", "x\x1cy", "x\u2028y", "x\x00y", "10.10.0.1\rPreUp = id", "", " ", "a" * 100_000, {"a": 1}, [1, 2],
-          ["a\nb"], [None], None, True, 2**70, -1, "#", "../x"]
+          ["a\nb"], [None], None, True, 2**70, -1, "#", "../x",
+          "x\ry", "x\r\ny", "x\vy", "x\fy", "x\x1dy", "x\x1ey", "x\x85y", "x\u2029y", "x\x07y", 2**63, float("nan"),
+          "nan", 0, "1e400", "a" * 1_000_000, {"public_key": PEER}, False]
 OPTIONS = {
     wg_interface: ["name", "state", "address", "listen_port", "private_key", "mtu", "dns", "table", "fwmark",
                    "pre_up", "post_up", "pre_down", "post_down", "config_dir", "up", "implementation", "backup",
@@ -103,3 +105,141 @@ def test_hostile_values_in_every_option(module, config_dir, monkeypatch):
     assert [f for f in os.listdir(config_dir) if f.endswith((".tmp", "~"))] == []
     if shutil.which("wg-quick"):
         subprocess.run(["wg-quick", "strip", str(conf)], check=True, capture_output=True)
+
+
+# --- the server_key filter ---------------------------------------------------------------------------------------
+
+def test_server_key_filter_never_quotes_a_key_given_in_the_wrong_place_and_names_the_option():
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.wgfleet.wireguard.plugins.filter.server_key import server_key
+    from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import generate_key
+
+    master = generate_key()
+    cases = [  # (server_id, generation, the option the message must name)
+        ("srv-a", master, "generation"),  # the arguments swapped
+        ("srv-a", master + "\n", "generation"),
+        ("srv-a", "a" * 1_000_000, "generation"),
+        ("srv-a", "\u00b2", "generation"),  # str.isdigit() is true of it, int() refuses it
+        ("srv-a", "\u0661", "generation"),  # an Arabic-Indic one: not the ASCII digit the docs mean
+        (master.encode(), 1, "server_id"),
+        ([master], 1, "server_id"),
+        ({"id": master}, 1, "server_id"),
+    ]
+    for server_id, generation, option in cases:
+        with pytest.raises(AnsibleFilterError) as caught:
+            server_key(master, server_id, generation)
+        message = str(caught.value)
+        assert message.startswith(f"server_key: {option}: "), message[:300]
+        assert master not in message and master.rstrip("=") not in message, option
+        assert len(message) < 400, message[:300]
+
+
+# --- key files that are not key files ----------------------------------------------------------------------------
+
+def test_a_key_file_that_never_ends_or_blocks_is_refused_at_once(tmp_path):
+    """/dev/zero (endless NULs, all ASCII) was read to the end of the memory, a FIFO blocked the run for ever,
+    a 1 MB file was read whole: each is refused naming the option, within seconds, in each module that reads
+    one (run as Ansible runs a module: a process of its own, here with a time limit)."""
+    import sys
+
+    from tests.helpers.playbook import ensure_collection_path
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big"
+    big.write_text("A" * 1_000_000)
+    root = str(ensure_collection_path())
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    db = {"login_host": "127.0.0.1", "login_port": 1, "connect_timeout": 1}
+    cases = [("wg_backup", "encryption_key_file", {"config_dir": str(tmp_path / "etc"), "server_id": "srv-a"}),
+             ("wg_restore", "encryption_key_file", {"config_dir": str(tmp_path / "etc"), "server_id": "srv-a"}),
+             ("wg_rekey", "previous_encryption_key_file", {"server_id": "srv-a", "encryption_key": KEY})]
+    for module, option, extra in cases:
+        for path in ("/dev/zero", str(fifo), str(big), str(tmp_path)):
+            args = tmp_path / "args.json"
+            args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**db, **extra, option: path}}))
+            try:
+                proc = subprocess.run([sys.executable, "-m", f"ansible_collections.wgfleet.wireguard.plugins.modules.{module}",
+                                       str(args)], capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"{module} {option}={path}: still reading after 30 s")
+            data = json.loads(proc.stdout[proc.stdout.index("{"):])
+            assert data.get("failed") and data["msg"].startswith(f"{option}: "), (module, path, data.get("msg"))
+            assert "unexpected" not in data["msg"] and len(data["msg"]) < 400, data["msg"][:400]
+
+
+def test_a_sync_secret_file_that_blocks_or_never_ends_is_refused_at_once(tmp_path):
+    """wgrest-sync's db_password_file and wgrest_token_file: a FIFO blocked the start for ever (open() waits for
+    a writer); /dev/zero and a directory are refused too, naming the setting."""
+    import threading
+
+    from ansible_collections.wgfleet.wireguard.plugins.module_utils._sync import ConfigError, load_config
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    base = {"WGSYNC_SERVER_ID": "srv1", "WGSYNC_DB_HOST": "/tmp", "WGSYNC_WGREST_TOKEN": "tok-attack",
+            "WGSYNC_ALLOW_PLAINTEXT_KEYS": "true", "WGSYNC_ENCRYPTION_KEY_FILE": "/nonexistent/wgsync-attack-key"}
+    for setting in ("db_password_file", "wgrest_token_file"):
+        for path in (str(fifo), "/dev/zero", str(tmp_path)):
+            found = []
+
+            def start(setting=setting, path=path, found=found):
+                try:
+                    load_config(environ={**base, f"WGSYNC_{setting.upper()}": path})
+                except ConfigError as exc:
+                    found.append(str(exc))
+
+            worker = threading.Thread(target=start, daemon=True)
+            worker.start()
+            worker.join(10)
+            assert not worker.is_alive(), f"{setting}={path}: still reading after 10 s"
+            assert found and found[0].startswith(f"{setting}: "), (setting, path, found)
+
+
+# --- wg_peer's expires at the ends of the calendar ---------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "0999-01-01T00:00:00Z",
+                                   "0999-01-01"])
+def test_an_expiry_at_the_ends_of_the_calendar_is_refused_naming_it(config_dir, value):
+    # The first two leave the years 1-9999 once in UTC (OverflowError); the year 999 was written "999-..." by
+    # strftime and then failed to read back (ValueError). Each was an unexpected error.
+    conf = config_dir / f"{NAME}.conf"
+    before = conf.read_bytes()
+    # A new peer: an existing one given a past expiry is revoked (removed), as documented.
+    _text, data = call(wg_peer, {"interface": NAME, "config_dir": str(config_dir), "public_key": PEER[:-2] + "A=",
+                                 "allowed_ips": ["10.10.0.3/32"], "expires": value})
+    assert data.get("failed") and data["msg"].startswith("expires: "), data.get("msg")
+    assert "unexpected" not in data["msg"]
+    assert conf.read_bytes() == before
+
+
+# --- wg_peer's address_pool when held networks cover it ----------------------------------------------------------
+
+def test_an_ipv6_pool_covered_by_held_networks_is_full_at_once(tmp_path):
+    """Two peers holding fd10::/65 and fd10::8000:0:0:0/65 cover the /64 pool: the allocator stepped through its
+    2**64 addresses one at a time (for ever). Now: refused naming address_pool, at once, and the file unchanged."""
+    import threading
+
+    etc = tmp_path / "etc"
+    _t, data = call(wg_interface, {"name": NAME, "address": ["10.10.0.1/24", "fd10::1/64"], "private_key": KEY,
+                                   "up": False, "config_dir": str(etc)})
+    assert not data.get("failed"), data
+    _t, data = call(wg_peer, {"interface": NAME, "config_dir": str(etc), "peers": [
+        {"public_key": PEER, "allowed_ips": ["fd10::/65"]},
+        {"public_key": PEER[:-2] + "A=", "allowed_ips": ["fd10:0:0:0:8000::/65"]}]})
+    assert not data.get("failed"), data
+    conf = etc / f"{NAME}.conf"
+    before = conf.read_bytes()
+    found = []
+
+    def add():
+        found.append(call(wg_peer, {"interface": NAME, "config_dir": str(etc), "address_pool": ["fd10::/64"],
+                                    "peers": [{"public_key": PEER[:-2] + "E="}], "exclusive": False})[1])
+
+    worker = threading.Thread(target=add, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "still looking for a free address after 20 s"
+    assert found[0].get("failed") and found[0]["msg"].startswith("address_pool: no free address left in fd10::/64"), found
+    assert conf.read_bytes() == before
