@@ -93,9 +93,9 @@ def host_a(lab, tmp_path):
 WG_QUICK_KEYS = ("Address", "DNS", "MTU", "Table", "FwMark", "PreUp", "PostUp", "PostDown")
 WG_QUICK_WRITTEN = {
     "running": {"Address": ["10.62.0.1/24"], "DNS": [], "MTU": ["1420"], "Table": [], "FwMark": [], "PreUp": [],
-           "PostUp": ["true up"], "PostDown": []},
+                "PostUp": ["true up"], "PostDown": []},
     "idle": {"Address": ["10.63.0.1/24, fd63::1/64"], "DNS": ["10.63.0.53"], "MTU": [], "Table": ["off"],
-           "FwMark": ["0x42"], "PreUp": ["echo pre"], "PostUp": [], "PostDown": ["echo post down"]},
+             "FwMark": ["0x42"], "PreUp": ["echo pre"], "PostUp": [], "PostDown": ["echo post down"]},
 }
 
 
@@ -300,7 +300,7 @@ def showconf(ns: str, name: str) -> dict:
         if line.strip() in ("[Interface]", "[Peer]"):
             section = result["interface"] if line.strip() == "[Interface]" else {}
         elif "=" in line and section is not None:
-            key, _, value = line.partition("=")
+            key, _sep, value = line.partition("=")
             section[key.strip()] = value.strip()
             if key.strip() == "PublicKey":
                 result["peers"][value.strip()] = section
@@ -335,8 +335,8 @@ def test_restore_with_apply_brings_every_setting_up_on_the_live_device(pg_server
     ns_src, ns_dst = lab.host("s"), lab.host("t")
     name = lab.wg_name("t")
     private = sh("wg", "genkey").stdout.strip()
-    peer_keys = [wg_pubkey(sh("wg", "genkey").stdout.strip()) for _ in range(2)]
-    psks = [sh("wg", "genpsk").stdout.strip() for _ in range(2)]
+    peer_keys = [wg_pubkey(sh("wg", "genkey").stdout.strip()) for _n in range(2)]
+    psks = [sh("wg", "genpsk").stdout.strip() for _n in range(2)]
     marks = tmp_path / "marks"
     marks.mkdir()
     src = tmp_path / "src"

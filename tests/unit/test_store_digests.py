@@ -42,7 +42,7 @@ def test_row_digests_carry_their_format_and_format_1_still_compares():
         assert not _store_codec._same_row(CIPHER, stored, lambda f: _store_codec._peer_digest_input("srv", "wg0", P2, f))
     # Format 1 without a key was plain SHA-256 of the same input.
     assert _store_codec._same_row(None, hashlib.sha256(data).digest(),
-                            lambda f: _store_codec._peer_digest_input("srv", "wg0", P1, f))
+                                  lambda f: _store_codec._peer_digest_input("srv", "wg0", P1, f))
 
 
 def test_the_seal_binds_id_server_and_key():
