@@ -161,7 +161,8 @@ def test_a_key_file_that_never_ends_or_blocks_is_refused_at_once(tmp_path):
             args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**db, **extra, option: path}}))
             try:
                 proc = subprocess.run([sys.executable, "-m", f"ansible_collections.wgfleet.wireguard.plugins.modules.{module}",
-                                       str(args)], capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path)
+                                       str(args)], capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path,
+                                      check=False)
             except subprocess.TimeoutExpired:
                 pytest.fail(f"{module} {option}={path}: still reading after 30 s")
             data = json.loads(proc.stdout[proc.stdout.index("{"):])
@@ -174,7 +175,7 @@ def test_a_sync_secret_file_that_blocks_or_never_ends_is_refused_at_once(tmp_pat
     a writer); /dev/zero and a directory are refused too, naming the setting."""
     import threading
 
-    from ansible_collections.wgfleet.wireguard.plugins.module_utils._sync import ConfigError, load_config
+    from ansible_collections.wgfleet.wireguard.plugins.module_utils._sync_settings import ConfigError, load_config
 
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -182,15 +183,15 @@ def test_a_sync_secret_file_that_blocks_or_never_ends_is_refused_at_once(tmp_pat
             "WGSYNC_ALLOW_PLAINTEXT_KEYS": "true", "WGSYNC_ENCRYPTION_KEY_FILE": "/nonexistent/wgsync-attack-key"}
     for setting in ("db_password_file", "wgrest_token_file"):
         for path in (str(fifo), "/dev/zero", str(tmp_path)):
-            found = []
+            found: list = []
 
-            def start(setting=setting, path=path, found=found):
+            def start(setting, path, found):
                 try:
                     load_config(environ={**base, f"WGSYNC_{setting.upper()}": path})
                 except ConfigError as exc:
                     found.append(str(exc))
 
-            worker = threading.Thread(target=start, daemon=True)
+            worker = threading.Thread(target=start, args=(setting, path, found), daemon=True)
             worker.start()
             worker.join(10)
             assert not worker.is_alive(), f"{setting}={path}: still reading after 10 s"
