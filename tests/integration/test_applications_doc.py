@@ -19,8 +19,8 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _w
 from tests.conftest import needs_lab
 from tests.helpers.netns import ping, sh
 from tests.helpers.playbook import REPO
+from tests.helpers.server_host import write_conf
 from tests.helpers.wgrest_real import WgrestHost
-from tests.wgrest_server.harness import write_conf
 
 pytestmark = [needs_lab, pytest.mark.lab]
 TOKEN = "applications-doc-token-83"

@@ -26,8 +26,8 @@ from tests.conftest import needs_lab
 from tests.helpers.keys import new_key
 from tests.helpers.netns import ping, sh, wg_dump
 from tests.helpers.playbook import run_playbook
+from tests.helpers.server_host import write_conf
 from tests.helpers.wgrest_real import WgrestHost
-from tests.wgrest_server.harness import write_conf
 
 pytestmark = [needs_lab, pytest.mark.lab]
 TOKEN = "client-path-token-5d1"
