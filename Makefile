@@ -116,7 +116,7 @@ lab-images: engine venv
 	scripts/lab/build-images.sh
 
 # The default scenario: converge (site.yml), idempotence, verify, then the restore drill (restore-drill.yml:
-# srv1 destroyed and rebuilt with restore-server.yml, an earlier snapshot by time, srv1 moved to a new host).
+# srv1 destroyed and rebuilt with restore_server.yml, an earlier snapshot by time, srv1 moved to a new host).
 molecule: deps venv lab-images
 	$(MOLECULE) test
 
@@ -138,7 +138,7 @@ lab-down: venv
 	rm -rf $(LAB_STATE)
 
 # On the running lab: destroy one server entirely (its engine and everything in it), make a fresh empty host in
-# its place, and rebuild it from the database with restore-server.yml, as docs/runbooks.md says.
+# its place, and rebuild it from the database with restore_server.yml, as docs/runbooks.md says.
 LAB_PLAYBOOK := MOLECULE_EPHEMERAL_DIRECTORY=$(LAB_STATE) MOLECULE_FILE=$(LAB_STATE)/molecule.yml \
 	MOLECULE_PROJECT_DIRECTORY=$(CURDIR) ANSIBLE_CONFIG=$(LAB_STATE)/ansible.cfg \
 	$(VENV)/bin/ansible-playbook -i $(LAB_STATE)/inventory
@@ -147,8 +147,8 @@ lab-rebuild: venv
 	@test -f $(LAB_STATE)/molecule.yml || { echo "no lab: run make lab first"; exit 2; }
 	@echo "lab-rebuild: destroying $(HOST) and everything in it, then a fresh empty host on its address"
 	$(LAB_PLAYBOOK) molecule/shared/replace-host.yml -e lab_replace=$(HOST)
-	@echo "lab-rebuild: restore-server.yml --limit $(HOST) (about 3 minutes)"
-	$(LAB_PLAYBOOK) restore-server.yml --limit $(HOST)
+	@echo "lab-rebuild: restore_server.yml --limit $(HOST) (about 3 minutes)"
+	$(LAB_PLAYBOOK) restore_server.yml --limit $(HOST)
 
 # On the running lab: the fleet report from the database (playbooks/fleet_report.yml, the lab's monitor login),
 # with each server's live state compared with its latest snapshot; fails naming a stale or failing server.

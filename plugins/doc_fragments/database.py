@@ -81,8 +81,9 @@ requirements:
 options:
   encryption_key:
     description:
-      - The key that encrypts private and preshared keys in the database (AES-256-GCM), 32 random bytes
-        encoded in base64, for example from C(head -c 32 /dev/urandom | base64). It never enters the database.
+      - The key that encrypts private and preshared keys in the database (AES-256-GCM), 32 bytes encoded in
+        base64, the server's own key, derived on the controller from the fleet's master key for that server id
+        with the P(wgfleet.wireguard.server_key#filter) filter (docs/security.md). It never enters the database.
       - Keep it apart from the database, in a vault. Without it no stored key can be read, and with a different key
         the modules refuse to read or extend the history it encrypted.
       - Mutually exclusive with O(encryption_key_file). Never logged.

@@ -39,7 +39,7 @@ options:
   encryption_key:
     description:
       - The new key, 32 bytes encoded in base64. Never logged.
-      - For per-server keys, C({{ wgfleet_master_key | wgfleet.wireguard.server_key(server_id, generation) }}).
+      - For per-server keys, V({{ wgfleet_master_key | wgfleet.wireguard.server_key(server_id, generation\) }}).
       - Exactly one of O(encryption_key) and O(encryption_key_file) is required.
     type: str
   encryption_key_file:
