@@ -28,7 +28,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hmac
-import io
 import json
 import tempfile
 
@@ -43,6 +42,7 @@ from ._store_codec import (
     BYTEA_PREFIX,
     FORMAT,
     NULL,
+    CopySink,
     _context,
     _copy_field,
     _key_input,
@@ -342,7 +342,7 @@ class _Rekeyer:
             rows, page_size=1000)
 
 
-class _PeerSink(io.TextIOBase):
+class _PeerSink(CopySink):
     """COPY TO's file: each peer row checked, re-sealed and its new values spooled as it arrives; the
     snapshots' running digests fed. A failure is kept and raised after the COPY."""
 
@@ -352,17 +352,6 @@ class _PeerSink(io.TextIOBase):
         self.error: BaseException | None = None
         self.written = 0
         self.server = rekey.server_id
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, line: str) -> int:
-        if self.error is None:
-            try:
-                self._row(line[:-1].split("\t"))
-            except BaseException as exc:  # kept, raised after the COPY
-                self.error = exc
-        return len(line)
 
     def _row(self, fields: list) -> None:
         rekey, sid = self.rekey, self.server

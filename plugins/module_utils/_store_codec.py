@@ -213,7 +213,29 @@ def _copy_field(text: str):
     return text
 
 
-class _PeerRows(io.TextIOBase):
+class CopySink(io.TextIOBase):
+    """The text file object a ``COPY ... TO STDOUT`` writes its rows into, one row per ``write``: each row's fields
+    go to ``_row``. A failure is kept in ``error`` and raised by the caller after the COPY (an exception inside
+    it would leave the connection mid-COPY)."""
+
+    error: BaseException | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, line: str) -> int:
+        if self.error is None:
+            try:
+                self._row(line[:-1].split("\t"))
+            except Exception as exc:  # kept, raised after the COPY
+                self.error = exc
+        return len(line)
+
+    def _row(self, fields: list) -> None:
+        raise NotImplementedError
+
+
+class _PeerRows(CopySink):
     """The (text) file object COPY TO writes peer rows into, one row per call: each row is opened (its
     preshared key decrypted), made into a peer and its digest input as it arrives, so Python works while
     PostgreSQL is still sending (on the other core). Rows come in no order (a sort on the server costs it
@@ -251,17 +273,6 @@ class _PeerRows(io.TextIOBase):
                                              self._head + psk_context, positions.append, peers.append, inputs.append)
         self._iface, self._now = iface, found
         return found
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, line: str) -> int:
-        if self.error is None:
-            try:
-                self._row(line[:-1].split("\t"))
-            except Exception as exc:  # kept, raised after the COPY
-                self.error = exc
-        return len(line)
 
     def _trusted_writer(self, decrypt, head: bytes):
         """``write`` for the common row: format 2, proved by the state digest, under the user's key. The model
