@@ -48,15 +48,7 @@ def _as_postgres(*argv, check=True) -> subprocess.CompletedProcess:
 class PostgresServer:
     def __init__(self, durable: bool = False):
         self.durable = durable
-        self.base = Path(tempfile.mkdtemp(prefix="wgfleet-pg-"))
-        self.data = self.base / "data"
-        self.socket_dir = str(self.base)
-        self.port = _free_port()
-        self.log = self.base / "server.log"
-        if os.geteuid() == 0:
-            pw = pwd.getpwnam("postgres")
-            os.chown(self.base, pw.pw_uid, pw.pw_gid)
-        os.chmod(self.base, 0o755)
+        self._make_base("wgfleet-pg-")
         pwfile = self.base / "pw"
         pwfile.write_text(PASSWORD + "\n")
         if os.geteuid() == 0:
@@ -66,6 +58,18 @@ class PostgresServer:
         pwfile.unlink()
         self.running = False
         self.start()
+
+    def _make_base(self, prefix: str) -> None:
+        """A directory of the server's own (data, socket, log) that the postgres user may use, and a free port."""
+        self.base = Path(tempfile.mkdtemp(prefix=prefix))
+        self.data = self.base / "data"
+        self.socket_dir = str(self.base)
+        self.port = _free_port()
+        self.log = self.base / "server.log"
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.base, pw.pw_uid, pw.pw_gid)
+        os.chmod(self.base, 0o755)
 
     def start(self) -> None:
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.socket_dir} "

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from tests.helpers.postgres import PG_BIN, PostgresServer, _free_port
+from tests.helpers.postgres import PG_BIN, PostgresServer
 
 REPLICATION_USER = "wgfleet_replication"
 REPLICATION_PASSWORD = "repl-" + uuid.uuid4().hex[:12]
@@ -40,15 +38,7 @@ class Standby(PostgresServer):
     def __init__(self, primary: PostgresServer, user: str = REPLICATION_USER, password: str = REPLICATION_PASSWORD,
                  slot: str | None = None, create_login: bool = True):  # no initdb: the data comes from the primary
         self.primary, self.durable = primary, False
-        self.base = Path(tempfile.mkdtemp(prefix="wgfleet-pg-standby-"))
-        self.data = self.base / "data"
-        self.socket_dir = str(self.base)
-        self.port = _free_port()
-        self.log = self.base / "server.log"
-        if os.geteuid() == 0:
-            pw = pwd.getpwnam("postgres")
-            os.chown(self.base, pw.pw_uid, pw.pw_gid)
-        os.chmod(self.base, 0o755)
+        self._make_base("wgfleet-pg-standby-")
         if create_login:
             primary.admin(f"CREATE ROLE {user} REPLICATION LOGIN PASSWORD '{password}'")
         # initdb's pg_hba.conf already has "host replication all 127.0.0.1/32 scram-sha-256".
