@@ -35,6 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tests.helpers.playbook import ensure_collection_path  # noqa: E402
+from tests.helpers.postgres import bench_database  # noqa: E402
 
 sys.path.insert(0, str(ensure_collection_path()))
 
@@ -117,20 +118,8 @@ def main() -> None:
     parser.add_argument("--dsn", help="an existing server (libpq connection string); default: start one")
     args = parser.parse_args()
 
-    server = None
-    if args.dsn:
-        params = {"dsn": args.dsn}
-    else:
-        from tests.helpers.postgres import PostgresServer
-
-        server = PostgresServer(durable=True)
-        server.create_database("bench")
-        params = server.params("bench")
-    try:
+    with bench_database(args.dsn) as params:
         run(params, args.peers, args.runs)
-    finally:
-        if server is not None:
-            server.destroy()
 
 
 def run(params: dict, count: int, runs: int) -> None:

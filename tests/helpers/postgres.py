@@ -45,6 +45,21 @@ def _as_postgres(*argv, check=True) -> subprocess.CompletedProcess:
     return proc
 
 
+@contextlib.contextmanager
+def bench_database(dsn: str | None = None, name: str = "bench"):
+    """Connection parameters for a benchmark: the server ``dsn`` names, or a durable one (fsync on) started for
+    the run and removed after it."""
+    if dsn:
+        yield {"dsn": dsn}
+        return
+    server = PostgresServer(durable=True)
+    try:
+        server.create_database(name)
+        yield server.params(name)
+    finally:
+        server.destroy()
+
+
 class PostgresServer:
     def __init__(self, durable: bool = False):
         self.durable = durable
