@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 
 from ._errors import WgValueError, shown
-from ._wgconf import check_text
+from ._values import check_text
 
 MAX_POOL = 8
 MAX_TEXT = 64

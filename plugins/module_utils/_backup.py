@@ -29,7 +29,8 @@ from . import _device, _files, _peers
 from ._errors import PutBack, WgError, WgValueError
 from ._interface import plan_device
 from ._keys import public_key
-from ._wgconf import Interface, check_ifname, check_path, is_ifname, parse, render
+from ._values import check_ifname, check_path, is_ifname
+from ._wgconf import Interface, parse, render
 from ._wgrest_dump import prune_dump
 
 # --- capture ---------------------------------------------------------------------------------------------

@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 
 from . import _files, _keys
 from ._errors import WgError, WgValueError
-from ._wgconf import (
-    Interface,
-    Peer,
+from ._values import (
     check_ifname,
     check_int,
     check_path,
@@ -25,8 +23,8 @@ from ._wgconf import (
     normalize_allowed_ips,
     normalize_dns,
     normalize_endpoint,
-    render,
 )
+from ._wgconf import Interface, Peer, render
 
 FULL_TUNNEL = ("0.0.0.0/0", "::/0")
 

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field, fields
 
 from ._errors import WgValueError, shown
-from ._wgconf import check_text
+from ._values import check_text
 
 DEFAULT_DB = "wgrest_backup"
 DEFAULT_PORT = 5432

@@ -13,7 +13,7 @@ import time
 from . import _device, _files
 from ._backup import DeviceSource, check_config_dir, host_interfaces
 from ._keys import public_key
-from ._wgconf import check_ifname, check_int
+from ._values import check_ifname, check_int
 
 # WireGuard starts a new handshake every 2 minutes while traffic flows; a session older than 3 minutes is gone.
 DEFAULT_RECENT_HANDSHAKE = 180

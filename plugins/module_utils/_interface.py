@@ -19,7 +19,8 @@ from . import _device, _files
 from ._difference import DifferenceTracker, same_value
 from ._errors import PutBack, WgError, WgValueError
 from ._keys import generate_private_key, public_key
-from ._wgconf import HOOKS, Interface, check_ifname, check_path, parse, render
+from ._values import check_ifname, check_path
+from ._wgconf import HOOKS, Interface, parse, render
 
 # Settings wg-quick applies only when it brings the interface up.
 RESTART_SETTINGS = ("address", "dns", "mtu", "table", *HOOKS)

@@ -18,7 +18,8 @@ from ._addresses import Allocator, interface_subnets, parse_pool
 from ._errors import WgError, WgValueError, shown
 from ._expiry import has_passed, normalize_expiry
 from ._keys import check_key
-from ._wgconf import Interface, Peer, check_ifname, check_path, check_unique_allowed_ips, parse, render
+from ._values import check_ifname, check_path
+from ._wgconf import Interface, Peer, check_unique_allowed_ips, parse, render
 
 # Per-peer options a user sets; None means "keep what the peer has".
 PEER_OPTIONS = ("allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name", "expires")

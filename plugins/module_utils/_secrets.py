@@ -28,7 +28,7 @@ except ImportError:  # the modules report missing_required_lib()
     HAS_CRYPTOGRAPHY = False
 
 from ._errors import WgError, WgValueError, scrub_keys, shown
-from ._wgconf import check_path
+from ._values import check_path
 
 SEALED = 1
 PLAIN = 0

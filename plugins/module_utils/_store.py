@@ -57,7 +57,8 @@ from ._store_codec import (
 )
 from ._store_plan import check_guard, plan_save
 from ._store_types import SaveResult, Snapshot, StoreError, parse_snapshot, parse_timestamp
-from ._wgconf import Interface, Peer, check_ifname
+from ._values import check_ifname
+from ._wgconf import Interface, Peer
 
 SCHEMA_VERSION = 3
 # pg_advisory_xact_lock(int, int) namespaces: one for migrations, one per server for saves.

@@ -195,7 +195,7 @@ _PEER_FIELDS = ("public_key", "allowed_ips", "endpoint", "preshared_key", "persi
 # Rows whose format-2 digest was checked under the user's key are what a save of this format wrote from a
 # validated model: they are built without validating again (it is most of a restore's time otherwise).
 # Only while the model has exactly these fields; anything else is built through its constructor.
-_TRUSTED_BUILD = tuple(f.name for f in dataclasses.fields(Peer)) == _PEER_FIELDS
+_TRUSTED_BUILD = sorted(f.name for f in dataclasses.fields(Peer)) == sorted(_PEER_FIELDS)
 # The length of a format-2 row digest (its format byte and 32 bytes), as a sealed read fetches it.
 _FORMAT_2_LENGTH = "33"
 

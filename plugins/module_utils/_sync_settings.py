@@ -32,7 +32,7 @@ from ._dbconfig import (
 )
 from ._errors import WgValueError
 from ._secrets import SecretError
-from ._wgconf import check_ifname
+from ._values import check_ifname
 from ._wgrest import DEFAULT_API_URL, WgrestClient
 
 ENV_PREFIX = "WGSYNC_"

@@ -25,7 +25,8 @@ import urllib.request
 
 from ._errors import WgError, WgValueError, scrub_keys
 from ._keys import url_safe
-from ._wgconf import Interface, Peer, check_ifname
+from ._values import check_ifname
+from ._wgconf import Interface, Peer
 
 DEFAULT_API_URL = "http://127.0.0.1:51822"
 # wgrest's own config dir on the host (its data volume): its dumps land here, never in /etc/wireguard.

@@ -7,7 +7,8 @@ from . import _files
 from ._addresses import interface_subnets, parse_pool
 from ._errors import WgError, WgValueError
 from ._peers import PeerSpec, allocate_addresses, peer_addresses, plan_peers
-from ._wgconf import Interface, Peer, check_ifname, render_peer
+from ._values import check_ifname
+from ._wgconf import Interface, Peer, render_peer
 from ._wgrest import DEFAULT_API_URL, WgrestClient, WgrestError, needs_recreate, peer_body, peer_from_api
 
 LABEL_WARNING = ("name: wgrest has no field for a peer label; the label of {count} peer(s) was ignored "

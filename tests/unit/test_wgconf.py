@@ -11,14 +11,11 @@ from hypothesis import strategies as st
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgCommandError, WgValueError
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import (
-    Interface,
-    Peer,
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._values import (
     normalize_allowed_ips,
     normalize_endpoint,
-    parse,
-    render,
 )
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer, parse, render
 from tests.helpers.keys import PEER_A, PEER_B, PSK, SERVER_KEY
 
 # The shape of files seen in the wild: wg-quick(8)'s example, a road-warrior server with

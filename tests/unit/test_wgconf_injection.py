@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgValueError
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._values import is_ifname
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import (
     Interface,
     Peer,
     check_unique_allowed_ips,
-    is_ifname,
     parse,
     render,
 )
