@@ -11,7 +11,7 @@ two never disagree and never rewrite each other's rows:
 - the peer set and each peer's allowed IPs, preshared key and keepalive come from
   the device while it runs (peers added through an API count; a peer revoked live
   does not, even if a stale file still lists it); from the file while it is down;
-- labels and endpoints come from the file only. An endpoint the device learned
+- labels, expiries and endpoints come from the file only. An endpoint the device learned
   from a client's packets is runtime state (it moves with the client's NAT), so
   it never makes a change and is never restored.
 
@@ -22,6 +22,7 @@ out and puts everything back as it was on a failure.
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 from dataclasses import dataclass, field, fields
 
@@ -30,7 +31,7 @@ from ._errors import PutBack, WgError, WgValueError
 from ._interface import plan_device
 from ._keys import public_key
 from ._values import check_ifname, check_path, is_ifname
-from ._wgconf import Interface, parse, render
+from ._wgconf import PEER_SETTINGS, Interface, parse, render
 from ._wgrest_dump import prune_dump
 
 # --- capture ---------------------------------------------------------------------------------------------
@@ -87,11 +88,18 @@ def _unlearned(peer):
     return peer if peer.endpoint is None else peer.replace(endpoint=None)
 
 
+# What a running peer takes from its file: what the device does not show (label, expiry) and the endpoint (the
+# device's is learned from traffic).
+_FROM_FILE = ("endpoint", *(name for name, s in PEER_SETTINGS.items() if s.dump is None))
+_file_part = operator.attrgetter(*_FROM_FILE)
+
+
 def _as_configured(live, configured):
-    """A device's peer with the file's endpoint and label."""
-    if live.endpoint == configured.endpoint and live.name == configured.name:
+    """A device's peer with the file's endpoint, label and expiry."""
+    wanted = _file_part(configured)
+    if _file_part(live) == wanted:
         return live
-    return live.replace(endpoint=configured.endpoint, name=configured.name)
+    return live.replace(**dict(zip(_FROM_FILE, wanted)))
 
 
 def host_interfaces(config_dir: str, source, only=()) -> list[str]:

@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 
 from ._errors import WgCommandError, WgError
-from ._wgconf import Interface, Peer, render_peer
+from ._wgconf import INTERFACE_SETTINGS, PEER_SETTINGS, Interface, Peer, render_peer
 
 USERSPACE = "wireguard-go"
 IMPLEMENTATIONS = ("auto", "kernel", "userspace")
@@ -153,27 +153,22 @@ def parse_dump_stats(text: str) -> dict[str, PeerStats]:
     return out
 
 
+# What ``wg show dump`` writes for an unset value.
+_DUMP_UNSET = frozenset(("(none)", "off"))
+# The settings the dump shows, by their column (the interface's line, a peer's line): the registry's.
+_DUMP_INTERFACE = tuple((name, s.dump) for name, s in INTERFACE_SETTINGS.items() if s.dump is not None)
+_DUMP_PEER = tuple((name, s.dump) for name, s in PEER_SETTINGS.items() if s.dump is not None)
+
+
+def _dump_values(line: str, columns: tuple) -> dict:
+    fields = line.split("\t")
+    return {name: None if fields[col] in _DUMP_UNSET else fields[col] for name, col in columns}
+
+
 def parse_dump(text: str) -> Interface:
     lines = text.splitlines()
-    private_key, _public, port, fwmark = lines[0].split("\t")[:4]
-    peers = []
-    for line in lines[1:]:
-        pub, psk, endpoint, allowed, _hs, _rx, _tx, keepalive = line.split("\t")[:8]
-        peers.append(
-            Peer(
-                public_key=pub,
-                preshared_key=None if psk == "(none)" else psk,
-                endpoint=None if endpoint == "(none)" else endpoint,
-                allowed_ips=() if allowed == "(none)" else allowed.split(","),
-                persistent_keepalive=0 if keepalive == "off" else int(keepalive),
-            )
-        )
-    return Interface(
-        private_key=None if private_key == "(none)" else private_key,
-        listen_port=int(port) or None,
-        fwmark=None if fwmark == "off" else int(fwmark, 0),
-        peers=tuple(peers),
-    )
+    peers = tuple(Peer(**_dump_values(line, _DUMP_PEER)) for line in lines[1:])
+    return Interface(**_dump_values(lines[0], _DUMP_INTERFACE), peers=peers)
 
 
 # wg-quick falls back to this when `ip link add ... type wireguard` fails.

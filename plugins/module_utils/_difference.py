@@ -8,11 +8,15 @@ reported unchanged is also never rewritten.
 """
 from __future__ import annotations
 
+from ._wgconf import INTERFACE_SETTINGS
+
+_UNORDERED = frozenset(n for n, s in INTERFACE_SETTINGS.items() if s.unordered)
+
 
 def same_value(setting: str, before, after) -> bool:
-    """Whether two values of ``setting`` mean the same. Addresses compare as sets: the order in the
-    file is kept, but reordering is no change."""
-    if setting == "address":
+    """Whether two values of ``setting`` mean the same. Settings whose order means nothing (addresses) compare
+    as sets: the order in the file is kept, but reordering is no change."""
+    if setting in _UNORDERED:
         return sorted(before or ()) == sorted(after or ())
     return before == after
 

@@ -20,12 +20,15 @@ from ._difference import DifferenceTracker, same_value
 from ._errors import PutBack, WgError, WgValueError
 from ._keys import generate_private_key, public_key
 from ._values import check_ifname, check_path
-from ._wgconf import HOOKS, Interface, parse, render
+from ._wgconf import INTERFACE_SETTINGS, Interface, parse, render
 
-# Settings wg-quick applies only when it brings the interface up.
-RESTART_SETTINGS = ("address", "dns", "mtu", "table", *HOOKS)
-LIVE_SETTINGS = ("private_key", "listen_port", "fwmark")
-SETTINGS = (*LIVE_SETTINGS, *RESTART_SETTINGS, "save_config")
+SETTINGS = tuple(INTERFACE_SETTINGS)
+# Settings wg-quick applies only when it brings the interface up: a change restarts the interface.
+RESTART_SETTINGS = tuple(n for n, s in INTERFACE_SETTINGS.items() if s.wg_quick == "up")
+# Settings wg applies to the running device.
+LIVE_SETTINGS = tuple(n for n, s in INTERFACE_SETTINGS.items() if s.wg_quick is None)
+# Settings wg-quick applies that the running device shows (through ip): what differs there is drift too.
+IP_SETTINGS = tuple(n for n, s in INTERFACE_SETTINGS.items() if s.ip)
 
 
 @dataclass
@@ -87,17 +90,14 @@ def plan_device(before: Interface, desired: Interface, live: Interface | None, u
         return DevicePlan("down")
 
     def differs(setting, wanted) -> bool:
-        if setting == "mtu":
-            return wanted is not None and live.mtu != wanted
-        if setting == "listen_port":
-            # No ListenPort in the file means any port: the one the device picked is no drift.
-            return wanted is not None and live.listen_port != wanted
+        if wanted is None and INTERFACE_SETTINGS[setting].device_picks:
+            return False
         return not same_value(setting, getattr(live, setting), wanted)
 
-    checked = ("address", "mtu", *LIVE_SETTINGS)
+    checked = (*IP_SETTINGS, *LIVE_SETTINGS)
     drift = [s for s in checked if differs(s, getattr(before, s))]
     if (any(not same_value(s, getattr(before, s), getattr(desired, s)) for s in RESTART_SETTINGS)
-            or differs("address", desired.address) or differs("mtu", desired.mtu)):
+            or any(differs(s, getattr(desired, s)) for s in IP_SETTINGS)):
         return DevicePlan("restart", drift)
     if any(differs(s, getattr(desired, s)) for s in LIVE_SETTINGS):
         return DevicePlan("live", drift)

@@ -9,6 +9,7 @@ REST backend (wgrest) applies the same plan through its API.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import os
 from dataclasses import dataclass, field
@@ -19,24 +20,14 @@ from ._errors import WgError, WgValueError, shown
 from ._expiry import has_passed, normalize_expiry
 from ._keys import check_key
 from ._values import check_ifname, check_path
-from ._wgconf import Interface, Peer, check_unique_allowed_ips, parse, render
+from ._wgconf import PEER_SETTINGS, Interface, Peer, check_unique_allowed_ips, parse, render
 
-# Per-peer options a user sets; None means "keep what the peer has".
-PEER_OPTIONS = ("allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name", "expires")
+# Per-peer options a user sets: every peer setting a module option sets. None means "keep what the peer has".
+PEER_OPTIONS = tuple(n for n, s in PEER_SETTINGS.items() if s.option is not None)
 
 
-@dataclass
-class PeerSpec:
-    public_key: str
-    state: str = "present"
-    allowed_ips: list | None = None
-    endpoint: str | None = None
-    preshared_key: str | None = field(default=None, repr=False)
-    persistent_keepalive: int | None = None
-    name: str | None = None
-    expires: str | None = None
-    # Where the spec came from ("peers[3]"), for messages.
-    where: str = field(default="", repr=False, compare=False)
+class _PeerSpecMethods:
+    """What PeerSpec does; its fields are made from the registry (below)."""
 
     @classmethod
     def from_params(cls, params: dict, where: str = "") -> PeerSpec:
@@ -69,6 +60,17 @@ class PeerSpec:
             return current.replace(**changes) if current else Peer(public_key=self.public_key, **changes)
         except WgValueError as exc:
             raise WgValueError(f"peer {self.public_key}: {exc}") from None
+
+
+# One peer as a task asks for it: its public key, its state, and each option of PEER_OPTIONS as given (None:
+# not given); ``where`` ("peers[3]") is for messages.
+PeerSpec = dataclasses.make_dataclass("PeerSpec", [
+    ("public_key", str),
+    ("state", str, field(default="present")),
+    *((name, object, field(default=None, repr=not PEER_SETTINGS[name].secret)) for name in PEER_OPTIONS),
+    ("where", str, field(default="", repr=False, compare=False)),
+], bases=(_PeerSpecMethods,))
+PeerSpec.__module__ = __name__
 
 
 @dataclass

@@ -67,6 +67,8 @@ class Setting:
     explicit_off: str | None = None
     # The order of its items is kept but means nothing: reordering is no change.
     unordered: bool = False
+    # Unset, the device picks a value of its own (a random port, wg-quick's MTU): what it picked is no drift.
+    device_picks: bool = False
 
 
 def setting(default=None, **declared) -> dataclasses.Field:
@@ -129,7 +131,8 @@ class Interface:
     address: tuple = setting((), check=v.normalize_addresses, key="Address", repeatable=True, wg_quick="up",
                              ip=True, stored=1, option=_LIST, unordered=True)
     listen_port: int | None = setting(check=v.normalize_listen_port, key="ListenPort", dump=2,
-                                      wgrest=("listen_port", "int"), stored=1, option={"type": "int"})
+                                      wgrest=("listen_port", "int"), stored=1, option={"type": "int"},
+                                      device_picks=True)
     fwmark: int | None = setting(check=v.normalize_fwmark, key="FwMark", dump=3, wgrest=("firewall_mark", "int"),
                                  stored=1, option={"type": "int"}, text=lambda mark: f"0x{mark:x}")
     private_key: str | None = setting(check=_secret_key, key="PrivateKey", dump=0, wgrest=("private_key", "text"),
@@ -137,7 +140,7 @@ class Interface:
     dns: tuple = setting((), check=v.normalize_dns, key="DNS", repeatable=True, wg_quick="up", stored=1,
                          option=_LIST)
     mtu: int | None = setting(check=v.normalize_mtu, key="MTU", wg_quick="up", ip=True, stored=1,
-                              option={"type": "int"})
+                              option={"type": "int"}, device_picks=True)
     table: str | None = setting(check=v.normalize_table, key="Table", wg_quick="up", stored=1, option={"type": "str"})
     pre_up: tuple = setting((), check=v.normalize_commands, key="PreUp", repeatable=True, per_line=True,
                             wg_quick="up", stored=1, option=_LIST)
@@ -182,6 +185,12 @@ class Interface:
 def settings_of(model) -> dict[str, Setting]:
     """The settings of a model class, by field name, in field (file) order."""
     return {f.name: f.metadata["setting"] for f in dataclasses.fields(model) if "setting" in f.metadata}
+
+
+def option_specs(settings: dict) -> dict:
+    """The module options (argument spec entries) of the settings a module option sets."""
+    return {name: {**s.option, **({"no_log": True} if s.secret else {})}
+            for name, s in settings.items() if s.option is not None}
 
 
 PEER_SETTINGS = settings_of(Peer)

@@ -26,7 +26,7 @@ import urllib.request
 from ._errors import WgError, WgValueError, scrub_keys
 from ._keys import url_safe
 from ._values import check_ifname
-from ._wgconf import Interface, Peer
+from ._wgconf import INTERFACE_SETTINGS, PEER_SETTINGS, Interface, Peer
 
 DEFAULT_API_URL = "http://127.0.0.1:51822"
 # wgrest's own config dir on the host (its data volume): its dumps land here, never in /etc/wireguard.
@@ -346,35 +346,50 @@ def _typed(data: dict, key: str, kind, what: str):
     return value
 
 
+def _strings(value: list, key: str, what: str) -> tuple:
+    if not all(isinstance(item, str) for item in value):
+        raise WgrestError(f"wgrest: {what}: {key} holds something other than strings")
+    return tuple(value)
+
+
+# wgrest's wire forms, which the registry names for each setting wgrest shows (Setting.wgrest):
+# form -> (JSON type, JSON value -> model value (None: absent), model value -> JSON value (None: leave out)).
+_WIRE = {
+    "text": (str, lambda value, key, what: value or None, lambda value: value or None),
+    # A preshared key of zeros is how WireGuard says "none".
+    "key": (str, lambda value, key, what: None if value in (None, "", ZERO_KEY) else value, lambda value: value or None),
+    "list": (list, lambda value, key, what: _strings(value or (), key, what), list),
+    "int": (int, lambda value, key, what: value or None, lambda value: value),
+    "duration": (str, lambda value, key, what: parse_duration(value), format_duration),
+}
+_API_PEER = tuple((name, *s.wgrest, *_WIRE[s.wgrest[1]]) for name, s in PEER_SETTINGS.items() if s.wgrest)
+_API_DEVICE = tuple((name, *s.wgrest, *_WIRE[s.wgrest[1]]) for name, s in INTERFACE_SETTINGS.items() if s.wgrest)
+# What a PATCH never clears (it leaves out an empty value): a peer losing one is made again.
+_PATCH_KEEPS = tuple(name for name, _key, form, *_wire in _API_PEER if form in ("text", "key", "list"))
+
+
+def _from_api(data: dict, fields: tuple, what: str) -> dict:
+    return {name: read(_typed(data, key, kind, what), key, what) for name, key, _form, kind, read, _write in fields}
+
+
 def peer_from_api(data, device: str = "") -> Peer:
-    """A wgrest peer as the shared model (wgrest has no label: ``name`` is None)."""
+    """A wgrest peer as the shared model (wgrest shows no label or expiry: those are None)."""
     what = f"device {device!r} returned a peer that cannot be read"
     if not isinstance(data, dict) or not isinstance(data.get("public_key"), str):
         raise WgrestError(f"wgrest: {what}: it is not an object with a public_key (got {_shape(data)})")
-    allowed = _typed(data, "allowed_ips", list, what) or ()
-    if not all(isinstance(a, str) for a in allowed):
-        raise WgrestError(f"wgrest: {what}: allowed_ips holds something other than strings")
-    psk = _typed(data, "preshared_key", str, what) or None
+    values = _from_api(data, _API_PEER, what)
     try:
-        return Peer(
-            public_key=data["public_key"],
-            allowed_ips=tuple(allowed),
-            endpoint=_typed(data, "endpoint", str, what) or None,
-            preshared_key=None if psk == ZERO_KEY else psk,
-            persistent_keepalive=parse_duration(_typed(data, "persistent_keepalive_interval", str, what)),
-        )
+        return Peer(**values)
     except WgValueError as exc:
         raise WgrestError(f"wgrest: {what}: {scrub_keys(str(exc))}") from None
 
 
 def device_from_api(data: dict) -> Interface:
     """A wgrest device's own settings as the model (no peers, no wg-quick settings: wgrest does not show them)."""
-    name = data.get("name")
-    what = f"device {name!r} cannot be read"
+    what = f"device {data.get('name')!r} cannot be read"
+    values = _from_api(data, _API_DEVICE, what)
     try:
-        return Interface(private_key=_typed(data, "private_key", str, what) or None,
-                         listen_port=_typed(data, "listen_port", int, what) or None,
-                         fwmark=_typed(data, "firewall_mark", int, what) or None)
+        return Interface(**values)
     except WgValueError as exc:
         raise WgrestError(f"wgrest: {what}: {scrub_keys(str(exc))}") from None
 
@@ -409,19 +424,14 @@ def _is_name(name: str) -> bool:
 
 
 def peer_body(peer: Peer) -> dict:
-    body: dict = {
-        "public_key": peer.public_key,
-        "allowed_ips": list(peer.allowed_ips),
-        "persistent_keepalive_interval": format_duration(peer.persistent_keepalive),
-    }
-    if peer.endpoint:
-        body["endpoint"] = peer.endpoint
-    if peer.preshared_key:
-        body["preshared_key"] = peer.preshared_key
+    body = {}
+    for name, key, _form, _kind, _read, write in _API_PEER:
+        value = write(getattr(peer, name))
+        if value is not None:
+            body[key] = value
     return body
 
 
 def needs_recreate(old: Peer, new: Peer) -> bool:
     """True when PATCH cannot reach ``new``: it never clears allowed IPs, an endpoint or a preshared key."""
-    return (bool(old.allowed_ips) and not new.allowed_ips) or (bool(old.endpoint) and not new.endpoint) \
-        or (bool(old.preshared_key) and not new.preshared_key)
+    return any(getattr(old, name) and not getattr(new, name) for name in _PATCH_KEEPS)

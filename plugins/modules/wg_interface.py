@@ -232,9 +232,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ..module_utils._interface import InterfaceRequest, ensure
 from ..module_utils._module import run_core
+from ..module_utils._wgconf import INTERFACE_SETTINGS, option_specs
 
-SETTING_OPTIONS = ("address", "listen_port", "private_key", "mtu", "dns", "table", "fwmark",
-                   "pre_up", "post_up", "pre_down", "post_down")
+SETTING_OPTIONS = option_specs(INTERFACE_SETTINGS)
 
 
 def main():
@@ -242,17 +242,7 @@ def main():
         argument_spec={
             "name": {"type": "str", "required": True},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
-            "address": {"type": "list", "elements": "str"},
-            "listen_port": {"type": "int"},
-            "private_key": {"type": "str", "no_log": True},
-            "mtu": {"type": "int"},
-            "dns": {"type": "list", "elements": "str"},
-            "table": {"type": "str"},
-            "fwmark": {"type": "int"},
-            "pre_up": {"type": "list", "elements": "str"},
-            "post_up": {"type": "list", "elements": "str"},
-            "pre_down": {"type": "list", "elements": "str"},
-            "post_down": {"type": "list", "elements": "str"},
+            **SETTING_OPTIONS,
             "config_dir": {"type": "path", "default": "/etc/wireguard"},
             "up": {"type": "bool", "default": True},
             "implementation": {"type": "str", "default": "auto", "choices": ["auto", "kernel", "userspace"]},

@@ -279,16 +279,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ..module_utils._module import run_core
 from ..module_utils._peers import PEER_OPTIONS, FileBackend, PeerSpec
+from ..module_utils._wgconf import PEER_SETTINGS, option_specs
 
 PEER_SPEC = {
     "public_key": {"type": "str", "required": True},
     "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
-    "allowed_ips": {"type": "list", "elements": "str"},
-    "endpoint": {"type": "str"},
-    "preshared_key": {"type": "str", "no_log": True},
-    "persistent_keepalive": {"type": "int"},
-    "name": {"type": "str"},
-    "expires": {"type": "str"},
+    **option_specs(PEER_SETTINGS),
 }
 
 
