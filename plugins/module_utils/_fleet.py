@@ -19,7 +19,8 @@ import math
 
 from ._dbconfig import check_server_id
 from ._errors import WgValueError, scrub_keys, shown
-from ._store import SCHEMA_VERSION, Store
+from ._store import Store
+from ._store_schema import SCHEMA_VERSION
 from ._store_types import StoreError, parse_timestamp
 
 # A bound on list sizes and intervals that any fleet stays far under (a week of seconds, a million rows).

@@ -36,7 +36,6 @@ from ._dbconfig import check_server_id
 from ._errors import WgError
 from ._keys import public_key
 from ._secrets import KeyCipher, key_id_hex
-from ._store import LOCK_CLASS
 from ._store_codec import (
     _NO_KEY,
     BYTEA_PREFIX,
@@ -52,6 +51,7 @@ from ._store_codec import (
     _StreamedLines,
     snapshot_seal,
 )
+from ._store_schema import LOCK_CLASS
 from ._store_types import StoreError
 
 OLD, NEW, PLAIN = "previous_encryption_key", "encryption_key", "plain text"

@@ -8,7 +8,7 @@ A policy keeps, per server, every snapshot newer than ``keep_days`` days, at lea
 ``[valid_from, valid_to)`` holds no kept snapshot's id. A current row (``valid_to`` NULL) is never deleted.
 
 Order and bounds: per server, snapshots go first, then rows, each in transactions of at most ``batch_size``
-rows that hold the server's advisory lock (the one a save takes, ``_store.LOCK_CLASS`` and
+rows that hold the server's advisory lock (the one a save takes, ``_store_schema.LOCK_CLASS`` and
 ``hashtext(server_id)``), so a save waits at most one batch and never meets a snapshot whose rows are half gone;
 a run cut short leaves only rows no snapshot needs, which the next run deletes. Check mode counts the same in
 one read-only transaction and deletes nothing.
@@ -25,7 +25,8 @@ import datetime
 from ._dbconfig import check_server_id
 from ._errors import WgValueError
 from ._fleet import login_scope, require_readable_schema
-from ._store import LOCK_CLASS, Store
+from ._store import Store
+from ._store_schema import LOCK_CLASS
 from ._store_types import StoreError
 
 MAX_DAYS = 36500  # a hundred years

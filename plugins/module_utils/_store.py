@@ -16,6 +16,11 @@ and its own id, server and key, so that with an encryption key a snapshot
 loads only when it is exactly the set of rows that key's holder saved as it.
 The same interface digests let an unchanged save stop after one row read.
 
+This file is the ``Store``: connection, transactions, migrations, snapshot lookups, the save's checks and
+sync status. Split by job beside it: _store_schema.py (the schema as data), _store_codec.py (the row codec),
+_store_plan.py (a save's pure plan), _store_write.py (a planned save's SQL), _store_load.py (a load's checks
+and rows made into the model), _store_types.py (errors and records).
+
 Plain Python (no Ansible): the wgrest-sync service uses it directly.
 """
 from __future__ import annotations
@@ -24,7 +29,6 @@ import json
 
 try:
     import psycopg2
-    import psycopg2.extras
 
     HAS_PSYCOPG2 = True
     PSYCOPG2_IMPORT_ERROR = None
@@ -34,208 +38,19 @@ except ImportError as exc:  # the modules report missing_required_lib()
 
 from . import _secrets
 from ._dbconfig import check_server_id
-from ._errors import WgError, WgValueError, scrub_keys
-from ._keys import public_key
-from ._secrets import DamagedSecretError, KeyCipher, KeyMismatchError, key_id_hex
-from ._store_codec import (
-    BYTEA_PREFIX,
-    FORMAT,
-    NULL,
-    PEER_COLUMNS,
-    _context,
-    _copy_text,
-    _key_input,
-    _long_lived,
-    _PeerRows,
-    _same_row,
-    _settings_input,
-    _StreamedLines,
-    digest_state,
-    interface_state_digest,
-    snapshot_seal,
-    stored_format,
-)
+from ._errors import WgValueError, scrub_keys
+from ._secrets import KeyCipher, key_id_hex
+from ._store_codec import FORMAT, digest_state
+from ._store_load import check_key, check_loadable, read_state
 from ._store_plan import check_guard, plan_save
+from ._store_schema import LOCK_CLASS, MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION
 from ._store_types import SaveResult, Snapshot, StoreError, parse_snapshot, parse_timestamp
+from ._store_write import write_save
 from ._values import check_ifname
-from ._wgconf import Interface, Peer
+from ._wgconf import Interface
 
-SCHEMA_VERSION = 3
-# pg_advisory_xact_lock(int, int) namespaces: one for migrations, one per server for saves.
-LOCK_CLASS = 0x5767  # "Wg"
-MIGRATION_LOCK = 1
-# Under row-level security, up to this many new peer rows go in one INSERT ... VALUES, more through a temporary table.
-RLS_VALUES_MAX = 200
 # sync_status.error is for people: long enough for any message of ours, short enough for a table row.
 ERROR_MAX = 2000
-
-MIGRATIONS: dict[int, tuple[str, str]] = {
-    1: ("versioned interfaces, server keys and peers; snapshots; sync status", """
-CREATE TABLE snapshots (
-    id bigserial PRIMARY KEY,
-    server_id text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    source text NOT NULL,
-    key_id bytea,
-    interface_count integer NOT NULL,
-    peer_count integer NOT NULL,
-    peer_rows_written integer NOT NULL
-);
-CREATE INDEX snapshots_by_server_time ON snapshots (server_id, created_at);
-CREATE INDEX snapshots_by_server_id ON snapshots (server_id, id);
-CREATE TABLE interfaces (
-    server_id text NOT NULL,
-    name text NOT NULL,
-    valid_from bigint NOT NULL,
-    valid_to bigint,
-    settings jsonb NOT NULL,
-    digest bytea NOT NULL,
-    PRIMARY KEY (server_id, name, valid_from)
-);
-CREATE TABLE server_keys (
-    server_id text NOT NULL,
-    interface text NOT NULL,
-    valid_from bigint NOT NULL,
-    valid_to bigint,
-    public_key text NOT NULL,
-    private_key bytea NOT NULL,
-    digest bytea NOT NULL,
-    PRIMARY KEY (server_id, interface, valid_from)
-);
-CREATE TABLE peers (
-    server_id text NOT NULL,
-    interface text NOT NULL,
-    public_key text NOT NULL,
-    valid_from bigint NOT NULL,
-    valid_to bigint,
-    position bigint NOT NULL,
-    allowed_ips text[] NOT NULL,
-    endpoint text,
-    persistent_keepalive integer NOT NULL,
-    name text,
-    preshared_key bytea,
-    digest bytea NOT NULL,
-    PRIMARY KEY (server_id, interface, public_key, valid_from)
-);
-CREATE INDEX peers_current ON peers (server_id, interface) WHERE valid_to IS NULL;
-CREATE TABLE sync_status (
-    server_id text PRIMARY KEY,
-    last_attempt_at timestamptz NOT NULL,
-    last_success_at timestamptz,
-    ok boolean NOT NULL,
-    error text,
-    consecutive_failures integer NOT NULL DEFAULT 0,
-    counts jsonb NOT NULL DEFAULT '{}',
-    duration_seconds double precision NOT NULL
-);
-"""),
-}
-MIGRATIONS[2] = ("snapshots sealed: digest format, per-interface state digests, seal", """
-ALTER TABLE snapshots
-    ADD COLUMN format smallint NOT NULL DEFAULT 1,
-    ADD COLUMN interface_digests jsonb,
-    ADD COLUMN seal bytea;
-""")
-# Row-level security: a login sees and writes only the rows of the server id the database maps it to
-# (wgfleet_logins, which only the owner reads and writes); a monitor login also reads every server's snapshots
-# and sync status. The owner bypasses it (migrations, rekeys, retention). The functions read session_user: inside
-# a SECURITY DEFINER function current_user is the function's owner, session_user is the login that connected.
-_RLS_TABLES = ("snapshots", "interfaces", "server_keys", "peers", "sync_status")
-_OWN = "server_id = (SELECT wgfleet_login_server())"
-MIGRATIONS[3] = ("per-server logins: wgfleet_logins, row-level security on every server's rows", """
-CREATE TABLE wgfleet_logins (
-    login name PRIMARY KEY,
-    server_id text,
-    monitor boolean NOT NULL DEFAULT false,
-    CHECK (monitor = (server_id IS NULL))
-);
-REVOKE ALL ON wgfleet_logins FROM PUBLIC;
-CREATE FUNCTION wgfleet_login_server() RETURNS text
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public
-    AS $$ SELECT server_id FROM public.wgfleet_logins WHERE login = session_user $$;
-CREATE FUNCTION wgfleet_login_monitor() RETURNS boolean
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public
-    AS $$ SELECT coalesce((SELECT monitor FROM public.wgfleet_logins WHERE login = session_user), false) $$;
-""" + "".join(f"""
-ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
-CREATE POLICY own_select ON {table} FOR SELECT TO PUBLIC USING ({_OWN});
-CREATE POLICY own_insert ON {table} FOR INSERT TO PUBLIC WITH CHECK ({_OWN});
-CREATE POLICY own_update ON {table} FOR UPDATE TO PUBLIC USING ({_OWN}) WITH CHECK ({_OWN});
-""" for table in _RLS_TABLES) + "".join(f"""
-CREATE POLICY monitor_select ON {table} FOR SELECT TO PUBLIC USING ((SELECT wgfleet_login_monitor()));
-""" for table in ("snapshots", "sync_status")))
-
-
-def copy_peers(cursor, server_id: str, snap_id: int, rows, seal) -> None:
-    """COPY of peer rows ``(interface, peer, position, digest)``, sealing preshared keys with ``seal`` on the way.
-
-    Formatted per column: the model already rules out anything needing an escape in
-    keys, CIDRs, endpoints and interface names, so only the server id and the label
-    go through _copy_text.
-    """
-    prefix = f"{_copy_text(server_id)}\t"
-
-    def lines():
-        for iface, peer, pos, dig in rows:
-            psk = seal(iface, peer) if peer.preshared_key else None
-            name = peer.name
-            endpoint = peer.endpoint
-            yield (f"{prefix}{iface}\t{peer.public_key}\t{snap_id}\t{pos}\t{{{','.join(peer.allowed_ips)}}}\t"
-                   f"{endpoint if endpoint is not None else NULL}\t{peer.persistent_keepalive}\t"
-                   f"{_copy_text(name) if name is not None else NULL}\t"
-                   f"{BYTEA_PREFIX + psk.hex() if psk is not None else NULL}\t{BYTEA_PREFIX}{dig.hex()}\n")
-
-    columns = ", ".join(PEER_COLUMNS)
-    cursor.execute("SELECT row_security_active('peers')")
-    if not cursor.fetchone()[0]:
-        cursor.copy_expert(f"COPY peers ({columns}) FROM STDIN", _StreamedLines(lines()), size=1 << 16)
-        return
-    # PostgreSQL refuses COPY FROM into a table under row-level security (a server's own login); the policies
-    # check every row of an INSERT instead. A few rows (a minute's changes): one multi-row INSERT. Many (a first
-    # save): COPY into a temporary table, then one INSERT from it, several times faster than VALUES lists.
-    if len(rows) <= RLS_VALUES_MAX:
-        binary = psycopg2.Binary
-        psycopg2.extras.execute_values(
-            cursor, f"INSERT INTO peers ({columns}) VALUES %s",
-            [(server_id, iface, peer.public_key, snap_id, pos, list(peer.allowed_ips), peer.endpoint,
-              peer.persistent_keepalive, peer.name, binary(seal(iface, peer)) if peer.preshared_key else None,
-              binary(dig)) for iface, peer, pos, dig in rows],
-            template="(%s, %s, %s, %s, %s, %s::text[], %s, %s, %s, %s, %s)", page_size=RLS_VALUES_MAX)
-        return
-    cursor.execute(f"CREATE TEMPORARY TABLE wgfleet_peer_rows ON COMMIT DROP AS SELECT {columns} FROM peers"
-                   " WITH NO DATA")
-    cursor.copy_expert(f"COPY pg_temp.wgfleet_peer_rows ({columns}) FROM STDIN", _StreamedLines(lines()), size=1 << 16)
-    cursor.execute(f"INSERT INTO peers ({columns}) SELECT {columns} FROM pg_temp.wgfleet_peer_rows")
-    cursor.execute("DROP TABLE pg_temp.wgfleet_peer_rows")
-
-
-def _peer_rows_valid(latest: bool) -> str:
-    return "valid_to IS NULL" if latest else "valid_from <= %(sid)s AND (valid_to IS NULL OR valid_to > %(sid)s)"
-
-
-def _copy_peers_out(cur, server_id: str, snap_id: int, names: list[str], latest: bool, sink: _PeerRows) -> None:
-    """COPY TO of the peer rows valid at ``snap_id`` into ``sink``: several times faster than a cursor's fetch
-    (which builds a list for every array and an object for every bytea). Unsorted: a sort doubles the
-    server's work, and the sink sorts by C loops.
-
-    ``latest``: the snapshot is the server's latest, whose rows are exactly the current ones (the partial
-    index ``peers_current``). Fields: interface, position, public key, allowed IPs ``{a,b}``, endpoint,
-    keepalive, name, preshared key and the row digest (bytea as ``\\\\x<hex>``), or only the digest's length
-    when the sink's snapshot is sealed; NULL is ``\\N``.
-    """
-    query = cur.mogrify(
-        "COPY (SELECT interface, position, public_key, allowed_ips, endpoint, persistent_keepalive, name,"
-        f" preshared_key, {'octet_length(digest)' if sink.sealed else 'digest'} FROM peers WHERE server_id ="
-        f" %(server)s AND {_peer_rows_valid(latest)} AND interface = ANY(%(names)s)) TO STDOUT",
-        {"server": server_id, "sid": snap_id, "names": names})
-    cur.copy_expert(query.decode(psycopg2.extensions.encodings.get(cur.connection.encoding, "utf-8")), sink)
-
-
-def _stored_peer_digests(cur, server_id: str, snap_id: int, name: str, latest: bool) -> list[bytes]:
-    """The stored digests of one interface's peer rows, in peer order (to name a damaged row)."""
-    cur.execute(f"SELECT digest FROM peers WHERE server_id = %(server)s AND {_peer_rows_valid(latest)} AND "
-                "interface = %(name)s ORDER BY position", {"server": server_id, "sid": snap_id, "name": name})
-    return [bytes(row[0]) for row in cur.fetchall()]
 
 
 class Store:
@@ -471,22 +286,6 @@ class Store:
 
         return self._transaction(work, readonly=True)
 
-    def _check_key(self, snap: Snapshot | None) -> None:
-        """Refuse to mix keys: every row of an encrypted snapshot was sealed with its one key.
-
-        Saving over a plain-text snapshot with a key is allowed (it upgrades the history).
-        """
-        if snap is None or snap.key_id is None:
-            return
-        if self.cipher is None:
-            raise StoreError(f"snapshot {snap.id} of server {snap.server_id!r} is encrypted: give its encryption_key")
-        if snap.key_id != self.cipher.key_id:
-            raise StoreError(
-                f"encryption_key does not match the key that encrypted snapshot {snap.id} of server "
-                f"{snap.server_id!r} (key id {key_id_hex(snap.key_id)}; the given key has id "
-                f"{key_id_hex(self.cipher.key_id)})"
-            )
-
     def _check_rotation(self, snap: Snapshot | None, previous: KeyCipher | None) -> bool:
         """Whether a save moves the history from ``previous`` to this store's key (a key rotation).
 
@@ -501,33 +300,6 @@ class Store:
                 f"{snap.server_id!r} (key id {key_id_hex(snap.key_id)}; the previous key has id "
                 f"{key_id_hex(previous.key_id)}, the new one {key_id_hex(self.cipher.key_id)})")
         return True
-
-    def _check_loadable(self, cur, snap: Snapshot) -> None:
-        """With an encryption key, only what that key's holder saved is restored; any snapshot matches its seal."""
-        self._check_key(snap)
-        if self.cipher is not None and snap.key_id is None:
-            raise StoreError(
-                f"snapshot {snap.id} of server {snap.server_id!r} is not encrypted: with encryption_key given, only "
-                "snapshots encrypted and sealed with that key are restored (leave encryption_key out to restore a "
-                "plain-text snapshot)")
-        if snap.format == 1:
-            if self.cipher is not None:
-                # Format 1 had no seal. Such a snapshot is accepted only from before the server's first sealed
-                # one: a newer unsealed snapshot is not one this code wrote.
-                cur.execute("SELECT min(id) FROM snapshots WHERE server_id = %s AND format >= 2", (snap.server_id,))
-                first_sealed = cur.fetchone()[0]
-                if first_sealed is not None and snap.id > first_sealed:
-                    raise StoreError(
-                        f"snapshot {snap.id} of server {snap.server_id!r} has no seal but is newer than its first "
-                        f"sealed snapshot ({first_sealed}): it was not written by wgfleet.wireguard; refused")
-            return
-        if snap.format != FORMAT or snap.seal is None or not isinstance(snap.interface_digests, dict):
-            raise StoreError(f"snapshot {snap.id} of server {snap.server_id!r} is damaged: it has no valid seal "
-                             f"(format {snap.format})")
-        cipher = self.cipher if snap.key_id is not None else None
-        if snap.seal != snapshot_seal(cipher, snap.server_id, snap.id, snap.key_id, snap.interface_digests):
-            raise StoreError(f"snapshot {snap.id} of server {snap.server_id!r} is damaged: it does not match its seal "
-                             "(altered, or not written with this encryption_key)")
 
     # -- save -------------------------------------------------------------------------------------------------
 
@@ -583,7 +355,7 @@ class Store:
                                     "it is not mapped to any server: no wgfleet_logins row, or revoked)"))
         rotating = self._check_rotation(latest, previous_cipher)
         if not rotating:
-            self._check_key(latest)
+            check_key(cipher, latest)
 
         if latest is not None and latest.format == FORMAT and latest.key_id == key_id \
                 and isinstance(latest.interface_digests, dict):
@@ -611,10 +383,7 @@ class Store:
 
         plan = plan_save(cipher, server_id, interfaces, digests, latest, stored_ifaces, stored_keys, stored_peers,
                          partial, rotating, self.allow_plaintext_keys)
-        iface_rows, key_rows, peer_rows, kept, counts = plan.iface_rows, plan.key_rows, plan.peer_rows, plan.kept, \
-            plan.counts
-        close_ifaces, close_keys, close_peers, close_all_peers = plan.close_ifaces, plan.close_keys, \
-            plan.close_peers, plan.close_all_peers
+        kept, counts = plan.kept, plan.counts
         if not plan.changed:
             return SaveResult(latest.id, False, counts)
         if check_mode:
@@ -623,44 +392,7 @@ class Store:
         state_map = {name: d.state.hex() for name, d in digests.items()}
         if kept:
             state_map.update(self._kept_digests(cur, server_id, latest, kept))
-        cur.execute("SELECT nextval(pg_get_serial_sequence('snapshots', 'id'))")
-        snap_id = cur.fetchone()[0]
-        if close_ifaces:
-            cur.execute("UPDATE interfaces SET valid_to = %s WHERE server_id = %s AND valid_to IS NULL AND name = ANY(%s)",
-                        (snap_id, server_id, close_ifaces))
-        if close_keys:
-            cur.execute("UPDATE server_keys SET valid_to = %s WHERE server_id = %s AND valid_to IS NULL"
-                        " AND interface = ANY(%s)", (snap_id, server_id, close_keys))
-        if close_all_peers:
-            cur.execute("UPDATE peers SET valid_to = %s WHERE server_id = %s AND valid_to IS NULL AND interface = ANY(%s)",
-                        (snap_id, server_id, close_all_peers))
-        for name, keys in close_peers:
-            cur.execute("UPDATE peers SET valid_to = %s WHERE server_id = %s AND interface = %s AND valid_to IS NULL"
-                        " AND public_key = ANY(%s)", (snap_id, server_id, name, keys))
-        if iface_rows:
-            psycopg2.extras.execute_values(
-                cur, "INSERT INTO interfaces (server_id, name, valid_from, settings, digest) VALUES %s",
-                [(server_id, n, snap_id, s, d) for n, s, d in iface_rows])
-        if key_rows:
-            psycopg2.extras.execute_values(
-                cur, "INSERT INTO server_keys (server_id, interface, valid_from, public_key, private_key, digest) VALUES %s",
-                [(server_id, n, snap_id, pub, psycopg2.Binary(sealed), d) for n, pub, sealed, d in key_rows])
-        if peer_rows:
-            allow_plain = self.allow_plaintext_keys
-
-            def seal_psk(iface: str, peer: Peer) -> bytes:
-                return _secrets.seal(cipher, peer.preshared_key, _context("preshared_key", server_id, iface, peer.public_key),
-                                     allow_plain)
-
-            copy_peers(cur, server_id, snap_id, peer_rows, seal_psk)
-        # The snapshot row goes in last: until the commit, no reader can see a snapshot with missing rows.
-        cur.execute(
-            "INSERT INTO snapshots (id, server_id, source, key_id, interface_count, peer_count, peer_rows_written,"
-            " format, interface_digests, seal) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (snap_id, server_id, source, psycopg2.Binary(key_id) if key_id else None, counts["interfaces"],
-             counts["peers"], counts["peer_rows_written"], FORMAT, json.dumps(state_map, sort_keys=True),
-             psycopg2.Binary(snapshot_seal(cipher, server_id, snap_id, key_id, state_map))),
-        )
+        snap_id = write_save(cur, cipher, self.allow_plaintext_keys, server_id, source, key_id, plan, state_map)
         return SaveResult(snap_id, True, counts)
 
     def _kept_digests(self, cur, server_id: str, latest: Snapshot, kept: list[str]) -> dict[str, str]:
@@ -692,95 +424,13 @@ class Store:
         def work(cur):
             self._require_schema(cur)
             snap = self._resolve(cur, server_id, snapshot)
-            self._check_loadable(cur, snap)
+            check_loadable(self.cipher, cur, snap)
             return self._read(cur, server_id, snap, interfaces)
 
         return self._transaction(work, readonly=True)
 
     def _read(self, cur, server_id: str, snap: Snapshot, wanted) -> tuple[int, dict[str, Interface]]:
-        sid = snap.id
-        valid = "server_id = %s AND valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"
-        cur.execute(f"SELECT name, settings, digest FROM interfaces WHERE {valid}", (server_id, sid, sid))
-        iface_rows = {name: (settings, bytes(d)) for name, settings, d in cur.fetchall()}
-        names = sorted(iface_rows)
-        if wanted is not None:
-            missing = [n for n in wanted if n not in iface_rows]
-            if missing:
-                raise StoreError(
-                    f"interfaces: snapshot {sid} of server {server_id!r} has no interface {missing[0]!r} "
-                    f"(it has: {', '.join(names) or 'none'})"
-                )
-            names = [n for n in names if n in set(wanted)]
-        sealed = snap.format == FORMAT and isinstance(snap.interface_digests, dict)
-        if sealed and set(iface_rows) != set(snap.interface_digests):
-            raise StoreError(f"snapshot {sid} of server {server_id!r} is damaged: its interfaces "
-                             f"({', '.join(sorted(iface_rows)) or 'none'}) are not the ones it was saved with")
-        cur.execute(f"SELECT interface, public_key, private_key, digest FROM server_keys WHERE {valid}",
-                    (server_id, sid, sid))
-        key_rows = {row[0]: row[1:] for row in cur.fetchall()}
-        latest = self._latest(cur, server_id)
-
-        def damaged(what: str, why: str):
-            return StoreError(f"snapshot {sid} of server {server_id!r}: {what} is damaged: {why}")
-
-        def mismatch(what: str):
-            return StoreError(
-                f"encryption_key does not match the key that encrypted snapshot {sid} of server {server_id!r} ({what})"
-            )
-
-        def open_secret(blob, context: bytes, what: str) -> str:
-            try:
-                return _secrets.unseal(self.cipher, blob, context)
-            except KeyMismatchError:
-                raise mismatch(what) from None
-            except DamagedSecretError as exc:
-                raise damaged(what, str(exc)) from None
-
-        result = {}
-        # Digests follow the snapshot: keyed when it was encrypted, plain SHA-256 when it was not.
-        cipher = self.cipher if snap.key_id is not None else None
-        digest = _secrets.digest
-        peer_rows = _PeerRows(self, server_id, cipher, sealed, damaged, mismatch)
-        current = latest is not None and latest.id == sid
-        with _long_lived():
-            _copy_peers_out(cur, server_id, sid, names, current, peer_rows)
-            for name in names:
-                settings_json, iface_digest = iface_rows[name]
-                text = json.dumps(settings_json, sort_keys=True, separators=(",", ":"))
-                settings_d = digest(cipher, _settings_input(FORMAT, server_id, name, text))
-                if not _same_row(cipher, iface_digest, lambda f, n=name, t=text: _settings_input(f, server_id, n, t)):
-                    raise damaged(f"the settings row of interface {name}", "it does not match its digest")
-                private_key, key_d = None, None
-                if name in key_rows:
-                    pub, sealed_key, stored_key_digest = key_rows[name]
-                    private_key = open_secret(sealed_key, _context("server_key", server_id, name),
-                                              f"private key of interface {name}")
-                    try:
-                        derived = public_key(private_key)
-                    except WgError:
-                        raise damaged(f"the private key of interface {name}", "it is not a WireGuard key") from None
-                    key_d = digest(cipher, _key_input(FORMAT, server_id, name, private_key))
-                    if derived != pub or not _same_row(cipher, bytes(stored_key_digest),
-                                                       lambda f, n=name, k=private_key: _key_input(f, server_id, n, k)):
-                        raise damaged(f"the private key of interface {name}", "it does not match its public key or digest")
-                peers, inputs = peer_rows.result(name)
-                if sealed:
-                    state = interface_state_digest(cipher, server_id, name, settings_d, key_d, inputs)
-                    if state.hex() != snap.interface_digests.get(name):
-                        # Say which row, when one row is the cause; else the set or order of rows changed.
-                        stored = _stored_peer_digests(cur, server_id, sid, name, current)
-                        for index, data in enumerate(inputs):
-                            row_digest = stored[index] if index < len(stored) else b""
-                            if stored_format(row_digest) == FORMAT and row_digest[1:] != digest(cipher, data):
-                                raise damaged(f"peer {peers[index].public_key} of interface {name}",
-                                              "it does not match its digest")
-                        raise damaged(f"interface {name}", "its rows are not the ones the snapshot was saved with "
-                                      "(a row added, removed, moved or reordered)")
-                try:
-                    result[name] = Interface(private_key=private_key, peers=tuple(peers), **settings_json)
-                except (WgError, TypeError) as exc:
-                    raise damaged(f"interface {name}", str(exc)) from None
-        return sid, result
+        return read_state(self, cur, server_id, snap, wanted, lambda: self._latest(cur, server_id))
 
     # -- sync status ------------------------------------------------------------------------------------------
 

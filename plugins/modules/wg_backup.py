@@ -155,7 +155,7 @@ from ..module_utils._db_module import (
 from ..module_utils._keys import public_key
 from ..module_utils._module import run_core
 from ..module_utils._secrets import make_cipher
-from ..module_utils._store import SCHEMA_VERSION
+from ..module_utils._store_schema import SCHEMA_VERSION
 
 
 def schema_only(module: AnsibleModule) -> dict:

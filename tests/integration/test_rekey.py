@@ -378,7 +378,7 @@ def test_a_rekey_waits_for_the_servers_save_lock(pg_server, pg_db):
     import threading
     import time
 
-    from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import LOCK_CLASS
+    from ansible_collections.wgfleet.wireguard.plugins.module_utils._store_schema import LOCK_CLASS
 
     master, new = generate_key(), generate_key()
     with Store(pg_server.params(pg_db), KeyCipher.from_base64(master)) as store:
