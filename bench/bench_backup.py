@@ -45,9 +45,11 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _s
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store  # noqa: E402
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._store_codec import (  # noqa: E402
     PEER_COLUMNS,
+    PEER_VALUES,
     _context,
     _copy_text,
     _peer_digest_input,
+    peer_values,
 )
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer  # noqa: E402
 
@@ -77,8 +79,7 @@ def raw_rows(server_id: str, iface: Interface, cipher) -> list[tuple]:
     for pos, peer in enumerate(iface.peers):
         psk = cipher.seal(peer.preshared_key, _context("preshared_key", server_id, "wg0", peer.public_key))
         dig = _secrets.digest(cipher, _peer_digest_input(server_id, "wg0", peer))
-        rows.append((server_id, "wg0", peer.public_key, 1, pos << 20, peer.allowed_ips, peer.endpoint,
-                     peer.persistent_keepalive, peer.name, psk, dig))
+        rows.append((server_id, "wg0", peer.public_key, 1, pos << 20, *peer_values(peer), psk, dig))
     return rows
 
 
@@ -172,7 +173,7 @@ def run(params: dict, count: int, runs: int) -> None:
             buf = io.StringIO()
             with raw.cursor() as cur:
                 cur.copy_expert(
-                    "COPY (SELECT public_key, allowed_ips, endpoint, persistent_keepalive, name, preshared_key, digest"
+                    f"COPY (SELECT public_key, {', '.join(PEER_VALUES)}, preshared_key, digest"
                     f" FROM peers WHERE server_id = '{sid}' AND valid_to IS NULL ORDER BY position) TO STDOUT", buf)
             raw.commit()
 

@@ -41,14 +41,15 @@ from ._store_codec import (
     BYTEA_PREFIX,
     FORMAT,
     NULL,
+    PEER_VALUES,
     CopySink,
     _context,
-    _copy_field,
     _key_input,
-    _peer_input,
     _same_row,
     _settings_input,
     _StreamedLines,
+    row_input,
+    row_values,
     snapshot_seal,
 )
 from ._store_schema import LOCK_CLASS
@@ -283,8 +284,8 @@ class _Rekeyer:
 
         cur = self.cur
         query = cur.mogrify(
-            "COPY (SELECT interface, public_key, valid_from, valid_to, allowed_ips, endpoint, persistent_keepalive,"
-            " name, preshared_key, digest FROM peers WHERE server_id = %s ORDER BY interface, position, valid_from)"
+            f"COPY (SELECT interface, public_key, valid_from, valid_to, {', '.join(PEER_VALUES)}, preshared_key,"
+            " digest FROM peers WHERE server_id = %s ORDER BY interface, position, valid_from)"
             " TO STDOUT", (self.server_id,))
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX, mode="w+", encoding="utf-8", newline="") as spool:
             sink = _PeerSink(self, spool)
@@ -355,12 +356,9 @@ class _PeerSink(CopySink):
 
     def _row(self, fields: list) -> None:
         rekey, sid = self.rekey, self.server
-        iface, key, vfrom, vto, allowed, endpoint, keepalive, label, psk_hex, dig_hex = fields
+        iface, key, vfrom, vto, *columns, psk_hex, dig_hex = fields
         vfrom, vto = int(vfrom), (None if vto == NULL else int(vto))
-        allowed = allowed[1:-1]
-        endpoint = None if endpoint == NULL else endpoint
-        keepalive = int(keepalive)
-        label = None if label == NULL else _copy_field(label)
+        values = row_values(columns)
         what = f"peer {key} of interface {iface} (from snapshot {vfrom})"
         context = _context("preshared_key", sid, iface, key)
         psk, sealed_by = None, None
@@ -368,9 +366,9 @@ class _PeerSink(CopySink):
             psk, sealed_by = rekey.open_secret(bytes.fromhex(psk_hex[3:]), context, what)
         which = rekey.which_digest(
             bytes.fromhex(dig_hex[3:]),
-            lambda f: _peer_input(f, sid, iface, key, allowed, endpoint, keepalive, label, psk), what, sealed_by)
+            lambda f: row_input(f, sid, iface, key, values, psk), what, sealed_by)
         rekey._check_span(vfrom, vto, which, what)
-        data = _peer_input(FORMAT, sid, iface, key, allowed, endpoint, keepalive, label, psk)
+        data = row_input(FORMAT, sid, iface, key, values, psk)
         piece = len(data).to_bytes(4, "big") + data
         running = rekey.running
         for index in rekey._span(vfrom, vto):

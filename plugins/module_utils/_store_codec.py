@@ -19,16 +19,25 @@ import struct
 from . import _secrets
 from ._errors import WgError
 from ._secrets import DamagedSecretError, KeyMismatchError, key_id_hex
-from ._wgconf import HOOKS, Interface, Peer
+from ._wgconf import INTERFACE_SETTINGS, PEER_SETTINGS, Interface, Peer, trusted_peer
 
 # The digest format this code writes. Format 1: unversioned 32-byte row digests, no snapshot seal.
 FORMAT = 2
+# The schema of format 2's first rows. A setting the registry stores since a later schema is left out of a row's
+# settings and digest input while it is unset: rows stored before it existed read, and prove, the same.
+FORMAT_2_SCHEMA = 3
 
-SETTING_FIELDS = ("listen_port", "fwmark", "address", "dns", "mtu", "table", *HOOKS, "save_config")
-PEER_COLUMNS = (
-    "server_id", "interface", "public_key", "valid_from", "position",
-    "allowed_ips", "endpoint", "persistent_keepalive", "name", "preshared_key", "digest",
-)
+# An interface's settings row (JSON): every stored setting but the private key, which has a table of its own.
+SETTING_FIELDS = tuple(n for n, s in INTERFACE_SETTINGS.items() if s.stored and not s.secret)
+_LATE_SETTINGS = frozenset(n for n in SETTING_FIELDS if INTERFACE_SETTINGS[n].stored > FORMAT_2_SCHEMA)
+# A peer row: its key, then every other stored setting in the registry's order, the sealed preshared key last.
+PEER_VALUES = tuple(n for n, s in PEER_SETTINGS.items() if s.stored and not s.secret and n != "public_key")
+PEER_COLUMNS = ("server_id", "interface", "public_key", "valid_from", "position", *PEER_VALUES, "preshared_key",
+                "digest")
+# Format 2's peer digest input, frozen (a stored digest must prove the same row forever): these, in this order.
+DIGEST_V2 = ("public_key", "allowed_ips", "endpoint", "persistent_keepalive", "name", "preshared_key")
+# Peer settings stored since: appended to the input, each as "\n<field>=<value>", while set.
+LATE_PEER = tuple(n for n in PEER_VALUES if n not in DIGEST_V2)
 
 # --- COPY --------------------------------------------------------------------------------------------------
 
@@ -91,6 +100,8 @@ def _settings_json(iface: Interface) -> dict:
     data = {}
     for name in SETTING_FIELDS:
         value = getattr(iface, name)
+        if name in _LATE_SETTINGS and not value:
+            continue
         data[name] = list(value) if isinstance(value, tuple) else value
     return data
 
@@ -100,17 +111,62 @@ def settings_text(iface: Interface) -> str:
 
 
 def _peer_input(fmt: int, server_id: str, interface: str, key: str, allowed: str, endpoint, keepalive, name,
-                psk) -> bytes:
+                psk, late: str = "") -> bytes:
+    """A peer row's digest input: DIGEST_V2's values, then ``late`` (:func:`late_text`)."""
     # Newlines cannot occur in any peer field (the model rejects them), so they separate unambiguously.
-    return "\n".join((
+    return ("\n".join((
         "peer" if fmt == 1 else f"peer/{fmt}", server_id, interface, key, allowed, endpoint or "",
         str(keepalive), name if name is not None else "\0", psk or "",
-    )).encode()
+    )) + late).encode()
+
+
+def late_text(values) -> str:
+    """The digest input's tail: LATE_PEER's values (in order) that are set."""
+    return "".join(f"\n{name}={value}" for name, value in zip(LATE_PEER, values) if value is not None)
+
+
+def _late_of(peer: Peer) -> list:
+    return [getattr(peer, name) for name in LATE_PEER]
 
 
 def _peer_digest_input(server_id: str, interface: str, peer: Peer, fmt: int = FORMAT) -> bytes:
     return _peer_input(fmt, server_id, interface, peer.public_key, ",".join(peer.allowed_ips), peer.endpoint,
-                       peer.persistent_keepalive, peer.name, peer.preshared_key)
+                       peer.persistent_keepalive, peer.name, peer.preshared_key, late_text(_late_of(peer)))
+
+
+# --- peer rows as COPY text ----------------------------------------------------------------------------------------
+
+# A row's PEER_VALUES as the model's values, from COPY TO's text: by the option type the registry gives.
+def _column_reader(name: str):
+    kind = PEER_SETTINGS[name].option["type"]
+    if kind == "list":
+        return lambda text: tuple(text[1:-1].split(",")) if text != "{}" else ()
+    if kind == "int":
+        return int
+    return lambda text: None if text == NULL else _copy_field(text)
+
+
+def row_values(fields) -> dict:
+    """PEER_VALUES (by name) from their columns' COPY text, in PEER_VALUES order."""
+    return {name: read(text) for name, read, text in zip(PEER_VALUES, _READERS, fields)}
+
+
+def row_input(fmt: int, server_id: str, interface: str, key: str, values: dict, psk) -> bytes:
+    """A row's digest input from its values (:func:`row_values`) and its opened preshared key."""
+    return _peer_input(fmt, server_id, interface, key, ",".join(values["allowed_ips"]), values["endpoint"],
+                       values["persistent_keepalive"], values["name"], psk,
+                       late_text([values[name] for name in LATE_PEER]))
+
+
+peer_values = operator.attrgetter(*PEER_VALUES)
+# The INSERT template of a row's values (under row-level security), arrays typed.
+PEER_VALUES_TEMPLATE = ", ".join("%s::text[]" if PEER_SETTINGS[n].option["type"] == "list" else "%s"
+                                 for n in PEER_VALUES)
+
+
+def peer_copy_values(peer: Peer) -> str:
+    """A peer's PEER_VALUES as COPY FROM text, tab-separated."""
+    return "\t".join(map(_copy_text, peer_values(peer)))
 
 
 def _settings_input(fmt: int, server_id: str, name: str, text: str) -> bytes:
@@ -190,12 +246,13 @@ def digest_state(cipher, server_id: str, interfaces: dict[str, Interface]) -> di
 
 # --- rows as the model -------------------------------------------------------------------------------------
 
-# "expires" is a wg-quick file comment, not stored: a row's peer has it None, as its constructor would give it.
-_PEER_FIELDS = ("public_key", "allowed_ips", "endpoint", "preshared_key", "persistent_keepalive", "name", "expires")
 # Rows whose format-2 digest was checked under the user's key are what a save of this format wrote from a
 # validated model: they are built without validating again (it is most of a restore's time otherwise).
-# Only while the model has exactly these fields; anything else is built through its constructor.
-_TRUSTED_BUILD = sorted(f.name for f in dataclasses.fields(Peer)) == sorted(_PEER_FIELDS)
+# The fast path reads these columns; only while the registry stores exactly these (and the peer has no other
+# field) is it used, otherwise every row is built through the constructor.
+_FAST_VALUES = ("allowed_ips", "endpoint", "persistent_keepalive", "name", "expires")
+_TRUSTED_BUILD = PEER_VALUES == _FAST_VALUES and \
+    {f.name for f in dataclasses.fields(Peer)} == {"public_key", *_FAST_VALUES, "preshared_key"}
 # The length of a format-2 row digest (its format byte and 32 bytes), as a sealed read fetches it.
 _FORMAT_2_LENGTH = "33"
 
@@ -211,6 +268,9 @@ def _copy_field(text: str):
     if "\\" in text:
         text = _COPY_ESCAPE_RE.sub(lambda m: _COPY_ESCAPES.get(m.group(1), m.group(1)), text)
     return text
+
+
+_READERS = tuple(_column_reader(name) for name in PEER_VALUES)
 
 
 class CopySink(io.TextIOBase):
@@ -282,13 +342,14 @@ class _PeerRows(CopySink):
         self._head = head
         now = [None, (None,) * 6]  # interface, (psk context, digest prefix, associated data, three appends)
 
-        def write(line: str, _new=object.__new__, _set=object.__setattr__, _fromhex=bytes.fromhex, _peer=Peer,
-                  _null=NULL, _format_2=_FORMAT_2_LENGTH + "\n", _nul="\0") -> int:
+        def write(line: str, _trusted=trusted_peer, _fromhex=bytes.fromhex, _null=NULL,
+                  _format_2=_FORMAT_2_LENGTH + "\n", _nul="\0") -> int:
             if self.error is not None:
                 return 0
             try:
-                iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig = line.split("\t")
-                if dig != _format_2 or ("\\" in label and label != _null):  # escaped: the general path unescapes
+                iface, pos, key, allowed, endpoint, keepalive, label, expires, psk_hex, dig = line.split("\t")
+                # Escaped (the general path unescapes), or an expiry (the digest input's tail): the general path.
+                if dig != _format_2 or ("\\" in label and label != _null) or expires != _null:
                     return general(line)
                 if iface != now[0]:
                     now[:] = iface, self._start(iface)
@@ -305,11 +366,9 @@ class _PeerRows(CopySink):
                     endpoint = None
                 if label == _null:
                     label = None
-                peer = _new(_peer)
-                # A frozen dataclass without slots keeps its fields in __dict__.
-                _set(peer, "__dict__", {"public_key": key, "allowed_ips": tuple(allowed.split(",")) if allowed else (),
-                                        "endpoint": endpoint, "preshared_key": psk, "persistent_keepalive": int(keepalive),
-                                        "name": label, "expires": None})
+                peer = _trusted({"public_key": key, "allowed_ips": tuple(allowed.split(",")) if allowed else (),
+                                 "endpoint": endpoint, "preshared_key": psk, "persistent_keepalive": int(keepalive),
+                                 "name": label, "expires": None})
                 add_position(pos)
                 add_peer(peer)
                 # PostgreSQL writes an integer as str() does: the keepalive's text is the digest's.
@@ -323,13 +382,10 @@ class _PeerRows(CopySink):
 
     def _row(self, fields: list, _fromhex=bytes.fromhex) -> None:
         """The general path: any row, checked by its own digest unless the snapshot is sealed, then validated."""
-        iface, pos, key, allowed, endpoint, keepalive, label, psk_hex, dig = fields
-        psk_context, prefix, _aad, add_position, add_peer, add_input = \
+        iface, pos, key, *columns, psk_hex, dig = fields
+        psk_context, _prefix, _aad, add_position, add_peer, add_input = \
             self._now if iface == self._iface else self._start(iface)
-        allowed = allowed[1:-1]
-        endpoint = None if endpoint == NULL else endpoint
-        keepalive = int(keepalive)
-        label = None if label == NULL else _copy_field(label)
+        values = row_values(columns)
         # One try per row (free in Python 3.11 unless raised); the message is built only on failure.
         try:
             psk = None if psk_hex == NULL else self.open_psk(_fromhex(psk_hex[3:]), psk_context + key.encode())
@@ -337,15 +393,13 @@ class _PeerRows(CopySink):
             raise self.mismatch(f"peer {key} of interface {iface}") from None
         except DamagedSecretError as exc:
             raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
-        data = (f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
-                f"{label if label is not None else chr(0)}\n{psk or ''}").encode()
+        server_id = self.server_id
+        data = row_input(FORMAT, server_id, iface, key, values, psk)
         if not self.sealed and not _same_row(self.row_cipher, _fromhex(dig[3:]), lambda f: data if f == FORMAT else
-                                             _peer_input(f, self.server_id, iface, key, allowed, endpoint, keepalive,
-                                                         label, psk)):
+                                             row_input(f, server_id, iface, key, values, psk)):
             raise self.damaged(f"peer {key} of interface {iface}", "it does not match its digest")
         try:
-            peer = Peer(public_key=key, allowed_ips=tuple(allowed.split(",")) if allowed else (), endpoint=endpoint,
-                        preshared_key=psk, persistent_keepalive=keepalive, name=label)
+            peer = Peer(public_key=key, preshared_key=psk, **values)
         except WgError as exc:
             raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
         add_position(pos)

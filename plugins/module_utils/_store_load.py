@@ -18,6 +18,7 @@ from ._keys import public_key
 from ._secrets import DamagedSecretError, KeyMismatchError, key_id_hex
 from ._store_codec import (
     FORMAT,
+    PEER_VALUES,
     _context,
     _key_input,
     _long_lived,
@@ -87,12 +88,12 @@ def _copy_peers_out(cur, server_id: str, snap_id: int, names: list[str], latest:
     server's work, and the sink sorts by C loops.
 
     ``latest``: the snapshot is the server's latest, whose rows are exactly the current ones (the partial
-    index ``peers_current``). Fields: interface, position, public key, allowed IPs ``{a,b}``, endpoint,
-    keepalive, name, preshared key and the row digest (bytea as ``\\\\x<hex>``), or only the digest's length
-    when the sink's snapshot is sealed; NULL is ``\\N``.
+    index ``peers_current``). Fields: interface, position, public key, the codec's PEER_VALUES, preshared key
+    and the row digest (bytea as ``\\\\x<hex>``), or only the digest's length when the sink's snapshot is sealed;
+    NULL is ``\\N``.
     """
     query = cur.mogrify(
-        "COPY (SELECT interface, position, public_key, allowed_ips, endpoint, persistent_keepalive, name,"
+        f"COPY (SELECT interface, position, public_key, {', '.join(PEER_VALUES)},"
         f" preshared_key, {'octet_length(digest)' if sink.sealed else 'digest'} FROM peers WHERE server_id ="
         f" %(server)s AND {_peer_rows_valid(latest)} AND interface = ANY(%(names)s)) TO STDOUT",
         {"server": server_id, "sid": snap_id, "names": names})

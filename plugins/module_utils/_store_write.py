@@ -15,7 +15,19 @@ except ImportError:  # _store.py reports it: Store refuses to start, so nothing 
     psycopg2 = None
 
 from . import _secrets
-from ._store_codec import BYTEA_PREFIX, FORMAT, NULL, PEER_COLUMNS, _context, _copy_text, _StreamedLines, snapshot_seal
+from ._store_codec import (
+    BYTEA_PREFIX,
+    FORMAT,
+    NULL,
+    PEER_COLUMNS,
+    PEER_VALUES_TEMPLATE,
+    _context,
+    _copy_text,
+    _StreamedLines,
+    peer_copy_values,
+    peer_values,
+    snapshot_seal,
+)
 from ._store_plan import SavePlan
 from ._wgconf import Peer
 
@@ -26,20 +38,15 @@ RLS_VALUES_MAX = 200
 def copy_peers(cursor, server_id: str, snap_id: int, rows, seal) -> None:
     """COPY of peer rows ``(interface, peer, position, digest)``, sealing preshared keys with ``seal`` on the way.
 
-    Formatted per column: the model already rules out anything needing an escape in
-    keys, CIDRs, endpoints and interface names, so only the server id and the label
-    go through _copy_text.
+    Columns in PEER_COLUMNS order. The model already rules out anything needing an escape in keys and
+    interface names; the peer's stored values go through _copy_text.
     """
     prefix = f"{_copy_text(server_id)}\t"
 
     def lines():
         for iface, peer, pos, dig in rows:
             psk = seal(iface, peer) if peer.preshared_key else None
-            name = peer.name
-            endpoint = peer.endpoint
-            yield (f"{prefix}{iface}\t{peer.public_key}\t{snap_id}\t{pos}\t{{{','.join(peer.allowed_ips)}}}\t"
-                   f"{endpoint if endpoint is not None else NULL}\t{peer.persistent_keepalive}\t"
-                   f"{_copy_text(name) if name is not None else NULL}\t"
+            yield (f"{prefix}{iface}\t{peer.public_key}\t{snap_id}\t{pos}\t{peer_copy_values(peer)}\t"
                    f"{BYTEA_PREFIX + psk.hex() if psk is not None else NULL}\t{BYTEA_PREFIX}{dig.hex()}\n")
 
     columns = ", ".join(PEER_COLUMNS)
@@ -54,10 +61,10 @@ def copy_peers(cursor, server_id: str, snap_id: int, rows, seal) -> None:
         binary = psycopg2.Binary
         psycopg2.extras.execute_values(
             cursor, f"INSERT INTO peers ({columns}) VALUES %s",
-            [(server_id, iface, peer.public_key, snap_id, pos, list(peer.allowed_ips), peer.endpoint,
-              peer.persistent_keepalive, peer.name, binary(seal(iface, peer)) if peer.preshared_key else None,
-              binary(dig)) for iface, peer, pos, dig in rows],
-            template="(%s, %s, %s, %s, %s, %s::text[], %s, %s, %s, %s, %s)", page_size=RLS_VALUES_MAX)
+            [(server_id, iface, peer.public_key, snap_id, pos,
+              *(list(value) if isinstance(value, tuple) else value for value in peer_values(peer)),
+              binary(seal(iface, peer)) if peer.preshared_key else None, binary(dig)) for iface, peer, pos, dig in rows],
+            template=f"(%s, %s, %s, %s, %s, {PEER_VALUES_TEMPLATE}, %s, %s)", page_size=RLS_VALUES_MAX)
         return
     cursor.execute(f"CREATE TEMPORARY TABLE wgfleet_peer_rows ON COMMIT DROP AS SELECT {columns} FROM peers"
                    " WITH NO DATA")

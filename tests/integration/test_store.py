@@ -343,12 +343,12 @@ def test_concurrent_migrations_on_an_empty_database(pg_server, pg_db):
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    assert pg_server.admin("SELECT version FROM schema_version ORDER BY 1", dbname=pg_db) == [(1,), (2,), (3,)]
+    assert pg_server.admin("SELECT version FROM schema_version ORDER BY 1", dbname=pg_db) == [(1,), (2,), (3,), (4,)]
     tables = {r[0] for r in pg_server.admin(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", dbname=pg_db)}
     assert {"snapshots", "interfaces", "server_keys", "peers", "sync_status", "schema_version"} <= tables
     _migrate(params)  # idempotent
-    assert pg_server.admin("SELECT count(*) FROM schema_version", dbname=pg_db) == [(3,)]
+    assert pg_server.admin("SELECT count(*) FROM schema_version", dbname=pg_db) == [(4,)]
 
 
 def test_check_mode_writes_nothing(pg_server, pg_db, key):
@@ -576,7 +576,7 @@ def test_wg_backup_schema_only_with_the_owners_login(pg_server, pg_db, logins):
         {"name": "again", "wgfleet.wireguard.wg_backup": args},
     ])
     assert res.rc == 0, res.output[-2000:]
-    assert res["predict"]["changed"] and res["predict"]["schema_version"] == {"before": 0, "after": 3}
+    assert res["predict"]["changed"] and res["predict"]["schema_version"] == {"before": 0, "after": 4}
     assert res["create"]["changed"] and not res["again"]["changed"]
     grant(pg_server, logins, pg_db, "srv")
     as_sync = {**args, "login_user": logins["server"]["user"], "login_password": logins["server"]["password"]}
