@@ -68,9 +68,8 @@ options:
       - A time already past for a peer the interface does not hold is an error (it would be revoked at once; if it
         expired and was revoked before, remove it from the list or set O(state=absent)).
       - Not with O(backend=wgrest), which has no field to keep it.
-      - The database (M(wgfleet.wireguard.wg_backup), wgrest-sync) does not store it yet, so a server rebuilt
-        with M(wgfleet.wireguard.wg_restore) has the peer without its expiry; run the inventory's O(peers) (with
-        their O(expires)) after a restore to put the expiries back.
+      - The database keeps it with the peer (M(wgfleet.wireguard.wg_backup) and wgrest-sync read it from the file;
+        schema version 4), so a server rebuilt with M(wgfleet.wireguard.wg_restore) gets its peers' expiries back.
     type: str
   endpoint:
     description: Where the peer is reached, C(host:port); an IPv6 address in brackets, C([2001:db8::1]:51820).
