@@ -67,19 +67,24 @@ def succeeded(res, secrets: list[str]) -> None:
     assert res.rc == 0, res.output[-3000:]
 
 
+EXPIRES = "2031-05-01T12:00:00Z"
+
+
 @pytest.fixture
 def host_a(lab, tmp_path):
     """Server A: one interface running (with a peer added only live), one only in its file."""
     ns = lab.host("a")
     conf = tmp_path / "a"
     running, idle = lab.wg_name("ar"), lab.wg_name("ai")
-    peers = tuple(new_peer(i)[1] for i in range(3))
+    # One running peer and the idle one expire: the expiry is a file comment the database keeps too.
+    peers = tuple(new_peer(i)[1].replace(expires=EXPIRES if i == 1 else None) for i in range(3))
     iface_run = Interface(private_key=_keys.generate_private_key(), listen_port=51820, address=("10.62.0.1/24",),
                           mtu=1420, post_up=("true up",), peers=peers)
     iface_idle = Interface(private_key=_keys.generate_private_key(), listen_port=51821,
                            address=("10.63.0.1/24", "fd63::1/64"), dns=("10.63.0.53",), table="off",
                            pre_up=("echo pre",), post_down=("echo post down",), fwmark=0x42,
-                           peers=(new_peer(9, endpoint="vpn.example.org:51820", persistent_keepalive=25)[1],))
+                           peers=(new_peer(9, endpoint="vpn.example.org:51820", persistent_keepalive=25)[1]
+                                  .replace(expires=EXPIRES),))
     _files.write_config(_files.config_path(str(conf), running), iface_run)
     _files.write_config(_files.config_path(str(conf), idle), iface_idle)
     quick(ns, "up", _files.config_path(str(conf), running))
@@ -155,6 +160,8 @@ def test_backup_and_restore_round_trip(pg_server, pg_db, host_a, lab, tmp_path):
         assert {k: (v.get("Endpoint"), v.get("PersistentKeepalive")) for k, v in stripped["peers"].items()} == {
             p.public_key: (p.endpoint, str(p.persistent_keepalive) if p.persistent_keepalive else None)
             for p in iface.peers}
+        # Expiries, as the file's comment lines (read by the test).
+        assert read(path).count(f"# Expires = {EXPIRES}") == sum(1 for p in iface.peers if p.expires)
         # wg-quick's own settings, read from the file by the test, against the values host_a wrote.
         assert {key: quick_lines(path, key) for key in WG_QUICK_KEYS} == WG_QUICK_WRITTEN[
             "running" if name == host_a["running"] else "idle"]
