@@ -64,12 +64,14 @@ class _PeerSpecMethods:
 
 # One peer as a task asks for it: its public key, its state, and each option of PEER_OPTIONS as given (None:
 # not given); ``where`` ("peers[3]") is for messages.
+# pylint: disable=invalid-field-call
 PeerSpec = dataclasses.make_dataclass("PeerSpec", [
     ("public_key", str),
     ("state", str, field(default="present")),
     *((name, object, field(default=None, repr=not PEER_SETTINGS[name].secret)) for name in PEER_OPTIONS),
     ("where", str, field(default="", repr=False, compare=False)),
 ], bases=(_PeerSpecMethods,))
+# pylint: enable=invalid-field-call
 PeerSpec.__module__ = __name__
 
 

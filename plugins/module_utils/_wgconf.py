@@ -74,7 +74,8 @@ class Setting:
 def setting(default=None, **declared) -> dataclasses.Field:
     """A model field and its :class:`Setting`."""
     meta = Setting(**declared)
-    return field(default=default, repr=not meta.secret, metadata={"setting": meta})
+    # Called in the model's class bodies, where dataclass() takes it up.
+    return field(default=default, repr=not meta.secret, metadata={"setting": meta})  # pylint: disable=invalid-field-call
 
 
 def _optional_key(option: str, value, secret: bool = False):
