@@ -40,6 +40,14 @@ def shown(value) -> str:
     return quoted
 
 
+def safe_message(text: str, limit: int = 300) -> str:
+    """A message written by someone else (Ansible's argument checks) as the collection's own are: no key, nothing
+    key-like, no control character, at most ``limit`` characters. Ansible quotes in full a value it cannot
+    convert (a private key given as ``mtu``, a 1 MB string)."""
+    text = _FORBIDDEN_IN_MESSAGE.sub("?", _KEYISH.sub(REDACTED, scrub_keys(str(text))))
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 class WgError(Exception):
     """Something the user can act on; the message is shown as is."""
 

@@ -72,6 +72,17 @@ def check_canonical(option: str, value) -> str | None:
     return value.strip(" \t")
 
 
+def parse_canonical(option: str, text: str) -> str | None:
+    """An expiry as a file holds it: the canonical form only (or nothing). A hand-written ``# Expires = 30`` is not
+    read as the Unix time 30 (long past: the peer would be revoked), nor a date as its midnight."""
+    if text == "":
+        return None
+    if not _CANONICAL.match(text):
+        raise WgValueError(f"{option}: {shown(text)} is not an expiry as written by this collection "
+                           "(YYYY-MM-DDTHH:MM:SSZ, in UTC)")
+    return text
+
+
 def has_passed(expires: str | None, now: datetime.datetime | None = None) -> bool:
     """True when the canonical expiry ``expires`` is at or before ``now`` (default: the current UTC time)."""
     if not expires:

@@ -5,7 +5,61 @@ from __future__ import annotations
 import sys
 import traceback
 
-from ._errors import WgError, describe_unexpected, redact_secrets, scrub_keys, secret_guard
+from ansible.module_utils.basic import AnsibleModule
+
+from ._errors import WgError, describe_unexpected, redact_secrets, safe_message, scrub_keys, secret_guard
+
+
+class WgModule(AnsibleModule):
+    """AnsibleModule whose argument errors quote no key and no huge value.
+
+    Ansible's own checks (types, choices) quote the value they refuse as given: ``mtu`` given a private key
+    failed quoting the key, a 1 MB string made a 1 MB message. While the arguments are checked, a failure's
+    message goes through :func:`_errors.safe_message`.
+    """
+
+    _checking_arguments = False
+
+    def __init__(self, *args, **kwargs):
+        self._checking_arguments = True
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            self._checking_arguments = False
+
+    def _log_invocation(self):
+        # Ansible makes an int of any length from text ('1' * 1_000_000); Python writes none of more than 4300
+        # digits, so logging it (here) or returning it (``invocation``) raised a traceback.
+        for where, value in _numbers(self.params):
+            if value.bit_length() > 64:
+                _clear(self.params, where)
+                self.fail_json(msg=f"{where}: a number of {value.bit_length()} bits is out of range")
+        super()._log_invocation()
+
+    def fail_json(self, msg, **kwargs):
+        if self._checking_arguments:
+            msg = safe_message(msg)
+        super().fail_json(msg=msg, **kwargs)
+
+
+def _numbers(params: dict, prefix: str = ""):
+    """(option, value) of every int among ``params`` and the dicts of their lists (suboptions)."""
+    for name, value in params.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            yield f"{prefix}{name}", value
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    yield from _numbers(item, f"{prefix}{name}[{i}].")
+
+
+def _clear(params: dict, where: str) -> None:
+    """Take the value at ``where`` (as :func:`_numbers` names it) out of ``params``."""
+    *path, last = where.split(".")
+    for step in path:
+        name, index = step[:-1].split("[")
+        params = params[name][int(index)]
+    params[last] = None
 
 
 def run_core(module, action, operation: str | None = None) -> None:

@@ -292,6 +292,10 @@ def normalize_table(option: str, value) -> str | None:
     table = check_text(option, table).strip(" \t")
     if table and not _TABLE.match(table):
         raise WgValueError(f"{option}: {shown(value)} is not off, auto, a number or a table name")
+    if table.isascii() and table.isdigit() and int(table) > 0xFFFFFFFF:
+        # A number given as text (the option is a str: Ansible makes any number text) is in range too; ip refuses
+        # a larger table id when wg-quick brings the interface up.
+        raise WgValueError(f"{option}: {shown(value)} is not a table number from 0 to 4294967295")
     return None if table in ("", "auto") else table
 
 

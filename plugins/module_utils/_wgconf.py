@@ -24,7 +24,7 @@ from typing import Callable
 
 from . import _values as v
 from ._errors import REDACTED, WgValueError, shown
-from ._expiry import EXPIRES_COMMENT, check_canonical
+from ._expiry import EXPIRES_COMMENT, check_canonical, parse_canonical
 from ._keys import check_key
 
 HOOKS = ("pre_up", "post_up", "pre_down", "post_down")
@@ -104,7 +104,8 @@ class Peer:
                                         option={"type": "int"}, explicit_off="off")
     name: str | None = setting(check=v.normalize_label, comment=NAME_COMMENT, stored=1, option={"type": "str"})
     # When the peer is revoked (canonical UTC text, ``_expiry``); kept as a comment line, as the label is.
-    expires: str | None = setting(check=check_canonical, comment=EXPIRES_COMMENT, stored=4, option={"type": "str"})
+    expires: str | None = setting(check=check_canonical, comment=EXPIRES_COMMENT, stored=4, option={"type": "str"},
+                                  parse_text=parse_canonical)
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -232,6 +233,7 @@ _INTERFACE_KEYS = {s.key.lower(): (n, s.repeatable) for n, s in INTERFACE_SETTIN
 _PEER_KEYS = {s.key.lower(): (n, s.repeatable) for n, s in PEER_SETTINGS.items() if s.key}
 # Comment lines of a [Peer] section that carry a setting: their start (lower case, up to '=') -> field.
 _PEER_COMMENTS = {s.comment.split("=")[0].rstrip(" ").lower(): n for n, s in PEER_SETTINGS.items() if s.comment}
+_PEER_PARSE_TEXT = frozenset(n for n, s in PEER_SETTINGS.items() if s.parse_text)
 _WG_QUICK_ONLY = frozenset(n for n, s in INTERFACE_SETTINGS.items() if s.wg_quick)
 # bash's [[:space:]] in the C locale wg-quick runs in, less the newline that ends each line; also
 # what wg's own parser drops from a line wherever it stands.
@@ -250,7 +252,8 @@ def parse(text: str, source: str = "<config>") -> Interface:
     are trimmed at both ends, as wg-quick trims them; the others go to ``wg``,
     which drops every space in a line. Keys are case-insensitive, list keys may
     repeat and hold comma-separated values. The ``# Name =`` comment inside a
-    [Peer] section is kept as that peer's label, ``# Expires =`` as its expiry. Errors name the file and line
+    [Peer] section is kept as that peer's label, ``# Expires =`` as its expiry (in the form the
+    renderer writes only). Errors name the file and line
     but never quote a line: any line may hold a key.
     """
     iface: dict = {}
@@ -320,6 +323,8 @@ def parse(text: str, source: str = "<config>") -> Interface:
         try:
             if "public_key" not in data:
                 raise WgValueError("the section has no PublicKey")
+            for name in _PEER_PARSE_TEXT.intersection(data):
+                data[name] = PEER_SETTINGS[name].parse_text(name, data[name])
             built.append(Peer(**data))
         except WgValueError as exc:
             raise WgValueError(f"{source}, [Peer] at line {lineno}: {exc}") from None

@@ -228,17 +228,15 @@ backup_file:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ..module_utils._interface import InterfaceRequest, ensure
-from ..module_utils._module import run_core
+from ..module_utils._module import WgModule, run_core
 from ..module_utils._wgconf import INTERFACE_SETTINGS, option_specs
 
 SETTING_OPTIONS = option_specs(INTERFACE_SETTINGS)
 
 
 def main():
-    module = AnsibleModule(
+    module = WgModule(
         argument_spec={
             "name": {"type": "str", "required": True},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},

@@ -274,9 +274,7 @@ backup_file:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ..module_utils._module import run_core
+from ..module_utils._module import WgModule, run_core
 from ..module_utils._peers import PEER_OPTIONS, FileBackend, PeerSpec
 from ..module_utils._wgconf import PEER_SETTINGS, option_specs
 
@@ -305,7 +303,7 @@ def make_backend(params):
 
 
 def main():
-    module = AnsibleModule(
+    module = WgModule(
         argument_spec={
             "interface": {"type": "str", "required": True},
             **{k: v for k, v in PEER_SPEC.items() if k != "public_key"},

@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 
+import psycopg2
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
@@ -116,3 +117,46 @@ def test_retention_check_mode_refuses_a_login_bound_by_row_level_security(fleet)
             assert_clean(fleet, text)
             assert data.get("failed") and whose in data["msg"] and "owner" in data["msg"], data
     assert counts(fleet) == before
+
+
+EXPIRES = "2035-01-31T18:00:00Z"
+
+
+def test_another_servers_login_neither_reads_nor_writes_a_peers_expiry(fleet):
+    """Schema 4's expires column under row-level security: B's login sees none of A's expiries and can neither
+    change one on A's rows nor insert a row of A's carrying one. Checked as the owner reads the rows."""
+    own_state = fleet.states["srv-a"]["wg0"]
+    state = {"wg0": own_state.replace(peers=tuple(p.replace(expires=EXPIRES) for p in own_state.peers))}
+    with fleet.store("srv-a") as own:
+        assert own.save_state("srv-a", state, source="wgrest_sync", guard=True).changed
+    fleet.states["srv-a"] = state
+    sql = "SELECT count(*) FROM peers WHERE server_id = %s AND valid_to IS NULL AND expires = %s"
+    assert fleet.pg.admin(sql, dbname=fleet.db, params=("srv-a", EXPIRES)) == [(len(own_state.peers),)], \
+        "A's rows hold no expiry: the test would prove nothing"
+    before = fleet.owner_rows("peers", "srv-a")
+    conn = psycopg2.connect(**fleet.login("srv-b"))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT expires FROM peers WHERE server_id = 'srv-a'")
+            assert cur.fetchall() == []
+            cur.execute("SELECT count(*) FROM peers WHERE expires IS NOT NULL")
+            assert cur.fetchone() == (0,)
+            for sql in ("UPDATE peers SET expires = '2000-01-01T00:00:00Z' WHERE server_id = 'srv-a'",
+                        "UPDATE peers SET expires = NULL"):
+                with pytest.raises(psycopg2.Error, match="permission denied"):
+                    cur.execute(sql)
+            with pytest.raises(psycopg2.Error, match="row-level security"):
+                cur.execute("INSERT INTO peers (server_id, interface, public_key, valid_from, position, allowed_ips,"
+                            " persistent_keepalive, expires, digest) VALUES ('srv-a', 'wg0', 'x', 9999, 0, '{}', 0,"
+                            " '2000-01-01T00:00:00Z', %s)", (psycopg2.Binary(bytes(33)),))
+            # Its own rows moved to A's server id, with an expiry: refused as well.
+            with pytest.raises(psycopg2.Error, match="row-level security"):
+                cur.execute("INSERT INTO peers SELECT 'srv-a', interface, public_key, valid_from, valid_to, position,"
+                            " allowed_ips, endpoint, persistent_keepalive, name, preshared_key, digest,"
+                            " '2000-01-01T00:00:00Z' FROM peers")
+    finally:
+        conn.close()
+    assert fleet.owner_rows("peers", "srv-a") == before
+    with fleet.store("srv-a") as own:
+        assert own.load_state("srv-a")[1] == state

@@ -18,7 +18,13 @@ import subprocess
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import parse
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._values import FORBIDDEN
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import (
+    INTERFACE_SETTINGS,
+    PEER_SETTINGS,
+    option_specs,
+    parse,
+)
 from ansible_collections.wgfleet.wireguard.plugins.modules import wg_interface, wg_peer
 from tests.helpers.keys import PEER_B as PEER
 from tests.helpers.keys import PSK
@@ -30,13 +36,13 @@ VALUES = ["x\ny", "x\x1cy", "x\u2028y", "x\x00y", "10.10.0.1\rPreUp = id", "", "
           ["a\nb"], [None], None, True, 2**70, -1, "#", "../x",
           "x\ry", "x\r\ny", "x\vy", "x\fy", "x\x1dy", "x\x1ey", "x\x85y", "x\u2029y", "x\x07y", 2**63, float("nan"),
           "nan", 0, "1e400", "a" * 1_000_000, {"public_key": PEER}, False]
+# The options the settings' registry makes (a new setting's option is attacked without a change here), then the rest.
+SETTING_OPTIONS = {wg_interface: list(option_specs(INTERFACE_SETTINGS)), wg_peer: list(option_specs(PEER_SETTINGS))}
 OPTIONS = {
-    wg_interface: ["name", "state", "address", "listen_port", "private_key", "mtu", "dns", "table", "fwmark",
-                   "pre_up", "post_up", "pre_down", "post_down", "config_dir", "up", "implementation", "backup",
+    wg_interface: ["name", "state", *SETTING_OPTIONS[wg_interface], "config_dir", "up", "implementation", "backup",
                    "api_peers_dir"],
-    wg_peer: ["interface", "public_key", "state", "allowed_ips", "endpoint", "preshared_key", "persistent_keepalive",
-              "name", "peers", "exclusive", "config_dir", "backup", "backend", "api_token", "api_timeout",
-              "expires", "address_pool"],
+    wg_peer: ["interface", "public_key", "state", *SETTING_OPTIONS[wg_peer], "peers", "exclusive", "config_dir",
+              "backup", "backend", "api_token", "api_timeout", "address_pool"],
 }
 
 
@@ -105,6 +111,176 @@ def test_hostile_values_in_every_option(module, config_dir, monkeypatch):
     assert [f for f in os.listdir(config_dir) if f.endswith((".tmp", "~"))] == []
     if shutil.which("wg-quick"):
         subprocess.run(["wg-quick", "strip", str(conf)], check=True, capture_output=True)
+
+
+# --- every option the registry makes, value by value -------------------------------------------------------------
+
+# A value each setting's option accepts: a new setting fails test_every_setting_option_has_a_valid_value until one
+# is given here, and is then attacked by the tests below.
+VALID = {"address": ["10.10.0.1/24"], "listen_port": 51820, "fwmark": 16, "private_key": KEY, "dns": ["10.0.0.53"],
+         "mtu": 1420, "table": "1234", "pre_up": ["echo a"], "post_up": ["echo a"], "pre_down": ["echo a"],
+         "post_down": ["echo a"], "preshared_key": PSK, "allowed_ips": ["10.10.0.2/32"],
+         "endpoint": "vpn.example.com:51820", "persistent_keepalive": 25, "name": "alice",
+         "expires": "2035-01-01T00:00:00Z"}
+# Every character that ends a line for someone (bash, str.splitlines(), a Windows editor), NUL, other controls.
+LINE_BREAKS = ["\n", "\r", "\r\n", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+CONTROLS = ["\x00", "\x01", "\x07", "\x1b", "\x7f", "\x9f"]
+SETTING_CASES = [(m, o) for m in (wg_interface, wg_peer) for o in SETTING_OPTIONS[m]]
+CASE_IDS = [f"{m.__name__.rsplit('.', 1)[-1]}-{o}" for m, o in SETTING_CASES]
+
+
+def test_every_setting_option_has_a_valid_value():
+    assert sorted(VALID) == sorted(o for _m, o in SETTING_CASES)
+
+
+def setting_args(module, config_dir, option, value) -> dict:
+    if module is wg_interface:
+        return {"name": NAME, "config_dir": str(config_dir), "up": False, option: value}
+    return {"interface": NAME, "config_dir": str(config_dir), "public_key": PEER, option: value}
+
+
+def names_the_option(msg: str, option: str) -> bool:
+    # Ours ("mtu: ...", "peer <key>: name: ..."), or Ansible's own type check ("argument 'mtu' is of type ...").
+    return msg.startswith((f"{option}: ", f"peer {PEER}: {option}: ", f"argument '{option}' "))
+
+
+def text_of(value):
+    """The valid value as the text a break is put into (a list: its first item)."""
+    return value[0] if isinstance(value, list) else str(value)
+
+
+def with_text(valid, text):
+    return [text] if isinstance(valid, list) else text
+
+
+def refused_and_untouched(module, config_dir, option, value) -> list[str]:
+    """What is wrong when ``value`` is not refused with a short, clear message naming the option, the file left
+    byte for byte and mode as it was, no traceback, and no key in the message."""
+    conf = config_dir / f"{NAME}.conf"
+    before, mode = conf.read_bytes(), os.stat(conf).st_mode
+    text, data = call(module, setting_args(module, config_dir, option, value))
+    msg = data.get("msg", "")
+    where = f"{option}={value!r:.60}"
+    wrong = []
+    if not data.get("failed"):
+        wrong.append(f"{where}: accepted")
+    elif not names_the_option(msg, option):
+        wrong.append(f"{where}: the message does not name the option: {msg[:200]!r}")
+    if "unexpected" in msg or "Traceback" in text:
+        wrong.append(f"{where}: a traceback: {msg[:200]!r}")
+    if FORBIDDEN.search(msg) or len(msg) > 400:
+        wrong.append(f"{where}: the value is not shown safely ({len(msg)} characters): {msg[:200]!r}")
+    for secret in (KEY, PSK):
+        if secret in msg or secret[:30] in msg:
+            wrong.append(f"{where}: a key in the message")
+    if conf.read_bytes() != before or os.stat(conf).st_mode != mode:
+        wrong.append(f"{where}: the file was changed")
+        conf.write_bytes(before)
+        os.chmod(conf, mode)
+    return wrong
+
+
+@pytest.mark.parametrize(("module", "option"), SETTING_CASES, ids=CASE_IDS)
+def test_every_setting_option_refuses_line_breaks_controls_and_huge_values(module, option, config_dir):
+    valid = VALID[option]
+    good = text_of(valid)
+    values = []
+    for char in LINE_BREAKS + CONTROLS:
+        # After the value with a key behind it, before it (controls only: int() reads a number with line breaks
+        # around it as the number, see below), and inside it.
+        values.append(with_text(valid, f"{good}{char}AllowedIPs = 0.0.0.0/0"))
+        values.append(with_text(valid, f"{good[:1]}{char}{good[1:]}"))
+        if char in CONTROLS:
+            values.append(with_text(valid, f"{char}{good}"))
+    values += [with_text(valid, "a" * 1_000_000), with_text(valid, good + "a" * 1_000_000),
+               with_text(valid, "1" * 1_000_000)]
+    wrong = [w for value in values for w in refused_and_untouched(module, config_dir, option, value)]
+    assert not wrong, "\n".join(wrong[:15])
+
+
+@pytest.mark.parametrize(("module", "option"), SETTING_CASES, ids=CASE_IDS)
+def test_a_key_given_to_any_setting_option_is_never_quoted(module, config_dir, option):
+    """Ansible's own type check quoted a value it could not convert in full: ``mtu`` (or listen_port, fwmark,
+    persistent_keepalive) given a private key failed with the key in the message."""
+    conf = config_dir / f"{NAME}.conf"
+    valid = VALID[option]
+    for secret in (KEY, PSK, KEY[:-2] + "!=", f"{PSK} x"):
+        before = conf.read_bytes()
+        _text, data = call(module, setting_args(module, config_dir, option, with_text(valid, secret)))
+        msg = data.get("msg", "")
+        assert KEY[:30] not in msg and PSK[:30] not in msg, f"{option}: {msg[:300]}"
+        assert "unexpected" not in msg, msg[:300]
+        if data.get("failed"):
+            assert names_the_option(msg, option) or msg.startswith(f"argument '{option}'"), msg[:300]
+            assert conf.read_bytes() == before
+        else:  # a label or a hook may hold any text; the file still reads as the renderer writes it
+            assert not odd_lines(conf) and parse(conf.read_text())
+            conf.write_bytes(before)
+
+
+@pytest.mark.parametrize(("module", "option"), SETTING_CASES, ids=CASE_IDS)
+def test_empty_blank_and_wrong_types_are_refused_or_read_back(module, option, config_dir):
+    """'' clears a setting (documented); blanks and other types are Ansible's to convert (a str option takes
+    5, True or {'a': 1} as their text). Whatever is accepted is written as a line that reads back; whatever
+    is refused names the option and leaves the file alone."""
+    conf = config_dir / f"{NAME}.conf"
+    wrong = []
+    for value in ["", " ", "\t", " \t ", 5, -1, 2**70, 1.5, float("nan"), True, False, None, ["a"], [None], [5],
+                  {"a": 1}, [{"a": 1}], [["a"]]]:
+        before, mode = conf.read_bytes(), os.stat(conf).st_mode
+        text, data = call(module, setting_args(module, config_dir, option, value))
+        msg, where = data.get("msg", ""), f"{option}={value!r:.40}"
+        if "unexpected" in msg or "Traceback" in text:
+            wrong.append(f"{where}: a traceback: {msg[:200]!r}")
+        if data.get("failed"):
+            # Ansible masks a no_log option's value wherever it occurs: ' ' or 'a' cuts every word of the message.
+            if not names_the_option(msg, option) and "********" not in msg:
+                wrong.append(f"{where}: the message does not name the option: {msg[:200]!r}")
+            if conf.read_bytes() != before or os.stat(conf).st_mode != mode:
+                wrong.append(f"{where}: refused, yet the file was changed")
+        elif odd_lines(conf):
+            wrong.append(f"{where}: accepted as lines the renderer never writes: {odd_lines(conf)!r:.200}")
+        else:
+            parse(conf.read_text())
+        if KEY in text or PSK in text:
+            wrong.append(f"{where}: a key in the output")
+        conf.write_bytes(before)
+        os.chmod(conf, mode)
+    assert not wrong, "\n".join(wrong[:15])
+
+
+@pytest.mark.parametrize("option", [o for o in SETTING_OPTIONS[wg_interface] + SETTING_OPTIONS[wg_peer]
+                                    if (INTERFACE_SETTINGS.get(o) or PEER_SETTINGS.get(o)).option["type"] == "int"])
+def test_line_breaks_around_a_number_leave_the_number_alone(option, config_dir):
+    """Chosen behaviour: Ansible converts an int option with int(), which drops whitespace of every kind around the
+    digits ('\\u202825' is 25); nothing but the number reaches the file."""
+    module = wg_interface if option in INTERFACE_SETTINGS else wg_peer
+    conf = config_dir / f"{NAME}.conf"
+    for char in LINE_BREAKS:
+        _text, data = call(module, setting_args(module, config_dir, option, f"{char}{VALID[option]}{char}"))
+        assert not data.get("failed"), data.get("msg")
+        assert not odd_lines(conf)
+        key = (INTERFACE_SETTINGS.get(option) or PEER_SETTINGS.get(option)).key
+        lines = [line for line in conf.read_bytes().decode().split("\n") if line.startswith(f"{key} = ")]
+        shown = hex(VALID[option]) if option == "fwmark" else str(VALID[option])
+        assert lines == [f"{key} = {shown}"], lines
+
+
+def test_an_option_of_a_peer_in_peers_given_a_key_or_a_huge_value_names_it(config_dir):
+    """The same through ``peers``: Ansible's message about a suboption quoted the key in full."""
+    conf = config_dir / f"{NAME}.conf"
+    before = conf.read_bytes()
+    for option in SETTING_OPTIONS[wg_peer]:
+        for value in (KEY, "x" * 1_000_000, f"{text_of(VALID[option])}\nAllowedIPs = 0.0.0.0/0"):
+            _text, data = call(wg_peer, {"interface": NAME, "config_dir": str(config_dir),
+                                         "peers": [{"public_key": PEER, option: with_text(VALID[option], value)}]})
+            msg = data.get("msg", "")
+            if option in ("name", "preshared_key") and value == KEY:  # a label may be any text; KEY is a key
+                conf.write_bytes(before)
+                continue
+            assert data.get("failed"), (option, value[:20])
+            assert option in msg and KEY[:30] not in msg and len(msg) < 400 and not FORBIDDEN.search(msg), msg[:300]
+            assert "unexpected" not in msg and conf.read_bytes() == before, msg[:300]
 
 
 # --- the server_key filter ---------------------------------------------------------------------------------------

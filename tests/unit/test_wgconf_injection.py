@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgValueError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._values import is_ifname
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import (
+    INTERFACE_SETTINGS,
+    PEER_SETTINGS,
     Interface,
     Peer,
     check_unique_allowed_ips,
@@ -226,3 +228,61 @@ def test_any_text_is_refused_or_reads_back_the_same(hook, label, dns, table, end
         text = render(iface)
         assert parse(text) == iface
         assert len(text.split("\n")) == len(text.splitlines()) + 1, "a value holds a line break"
+
+
+@pytest.mark.parametrize("value", [2**32, 2**70, "4294967296", "1180591620717411303424"])
+def test_a_table_number_out_of_range_is_refused_given_as_text_too(value):
+    """The option is a str: Ansible gives an int as its text, which passed as a table name (ip refuses it when
+    wg-quick brings the interface up)."""
+    with pytest.raises(WgValueError, match=r"^table: .* from 0 to 4294967295"):
+        Interface(table=value)
+    assert Interface(table="4294967295").table == "4294967295"
+
+
+# --- the parser, every setting of the registry -------------------------------------------------------------------
+
+FILE_VALUES = {"address": "10.10.0.1/24", "listen_port": "51820", "fwmark": "0x10", "private_key": SERVER_KEY,
+               "dns": "10.0.0.53", "mtu": "1420", "table": "1234", "pre_up": "echo a", "post_up": "echo a",
+               "pre_down": "echo a", "post_down": "echo a", "save_config": "true", "public_key": PEER_B,
+               "preshared_key": PSK, "allowed_ips": "10.10.0.2/32", "endpoint": "vpn.example.com:51820",
+               "persistent_keepalive": "25", "name": "alice", "expires": "2035-01-01T00:00:00Z"}
+FILE_CASES = [("interface", n, s) for n, s in INTERFACE_SETTINGS.items() if s.key or s.comment] + \
+             [("peer", n, s) for n, s in PEER_SETTINGS.items() if s.key or s.comment]
+# What bash does not end a line at (\n does) and the parser does not take for a space (\r \v \f and tab are).
+NOT_SPACES = ["\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\x00", "\x01", "\x1b", "\x7f", "\x9f"]
+
+
+def test_every_setting_of_the_registry_has_a_file_value():
+    assert sorted(FILE_VALUES) == sorted(n for _w, n, _s in FILE_CASES)
+
+
+def file_with(where, name, meta, value) -> str:
+    line = f"{meta.comment}{value}" if meta.comment else f"{meta.key} = {value}"
+    if where == "interface":
+        key = "" if name == "private_key" else f"PrivateKey = {SERVER_KEY}\n"
+        return f"[Interface]\n{line}\n{key}\n[Peer]\nPublicKey = {PEER_A}\n"
+    key = "" if name == "public_key" else f"PublicKey = {PEER_A}\n"
+    return f"[Interface]\nPrivateKey = {SERVER_KEY}\n\n[Peer]\n{key}{line}\n"
+
+
+@pytest.mark.parametrize(("where", "name", "meta"), FILE_CASES, ids=[c[1] for c in FILE_CASES])
+def test_a_control_character_inside_any_setting_of_a_file_is_refused_naming_the_file(where, name, meta):
+    """Numbers included: int() reads '\\u202851820' as 51820, but wg reads the bytes and refuses it; between the
+    digits no reader takes it. Never a key in the message."""
+    good = FILE_VALUES[name]
+    for char in NOT_SPACES:
+        for value in (f"{good[:1]}{char}{good[1:]}", f"{good}{char}{INJECTED}"):
+            with pytest.raises(WgValueError) as err:
+                parse(file_with(where, name, meta, value), source="wg0.conf")
+            message = str(err.value)
+            assert message.startswith("wg0.conf"), message
+            assert SERVER_KEY[:30] not in message and PSK[:30] not in message, message
+            assert not any(c in message for c in NOT_SPACES), message
+
+
+@pytest.mark.parametrize(("where", "name", "meta"), FILE_CASES, ids=[c[1] for c in FILE_CASES])
+def test_any_setting_of_a_file_reads_back_the_same_after_a_render(where, name, meta):
+    iface = parse(file_with(where, name, meta, FILE_VALUES[name]))
+    assert parse(render(iface)) == iface
+    value = getattr(iface if where == "interface" else iface.peers[0], name)
+    assert value not in (None, (), 0, False), f"{name} was not read"
