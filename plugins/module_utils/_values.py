@@ -69,19 +69,31 @@ def check_path(option: str, value, comment_ok: bool = True) -> str:
     return check_text(option, value, comment_ok=comment_ok, max_len=MAX_PATH)
 
 
+# A port as text: ASCII decimal only (int() also takes 2_5 and other scripts' digits, which wg refuses).
+_PORT_TEXT = re.compile(r"[ \t]*[0-9]{1,5}[ \t]*\Z")
+
+
 def check_port(option: str, value) -> int:
     try:
-        port = int(value)
+        port = -1 if isinstance(value, str) and not _PORT_TEXT.match(value) else int(value)
     except (TypeError, ValueError):
         port = -1
-    if isinstance(value, bool) or not 0 <= port <= 65535:
+    if isinstance(value, (bool, float)) or not 0 <= port <= 65535:
         raise WgValueError(f"{option}: {shown(value)} is not a port number (0-65535)")
     return port
 
 
+# A number as text: ASCII decimal or 0x hex, as wg and ip read them (Python's int() also takes 2_5 and other
+# scripts' digits, which wg refuses: a file would be reported in order that wg cannot load).
+_INT_TEXT = re.compile(r"[ \t]*(0[xX][0-9a-fA-F]+|[0-9]+)[ \t]*\Z")
+
+
 def check_int(option: str, value, low: int, high: int) -> int:
     try:
-        number = int(str(value), 0) if isinstance(value, str) else int(value)
+        if isinstance(value, str):
+            number = int(value, 0) if _INT_TEXT.match(value) else None
+        else:
+            number = int(value)
     except (TypeError, ValueError):
         number = None
     if isinstance(value, (bool, float)) or number is None or not low <= number <= high:

@@ -123,6 +123,10 @@ def test_values_are_read_as_wg_quick_reads_them():
         (f"[Interface]\n[Peer]\nPublicKey = {PEER_A}\nAllowedIPs = 10.0.0.300/32\n", "'10.0.0.300/32' is not an IP network"),
         ("[Interface]\n[Peer]\nAllowedIPs = 10.0.0.1/32\n", "[Peer] at line 2: the section has no PublicKey"),
         ("", "no [Interface] section"),
+        # Numbers wg refuses though Python's int() reads them: a file reported in order would not load.
+        (f"[Interface]\n[Peer]\nPublicKey = {PEER_A}\nPersistentKeepalive = 2_5\n", "'2_5' is not a whole number"),
+        ("[Interface]\nListenPort = \u0665\u0661\u0668\u0662\u0660\n", "is not a port number"),
+        ("[Interface]\nMTU = +1420\n", "'+1420'"),
     ],
 )
 def test_bad_files_fail_naming_the_line_or_value(text, message):
