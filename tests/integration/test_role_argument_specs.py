@@ -15,21 +15,22 @@ from tests.helpers.keys import SERVER_KEY
 from tests.helpers.playbook import COLLECTIONS, REPO, ensure_collection_path
 
 
-def spec(role: str) -> dict:
-    """The role's main options without their documentation (which may hold Jinja examples)."""
+def spec(role: str, entry_point: str = "main") -> dict:
+    """The options of the role's entry point without their documentation (which may hold Jinja examples)."""
     def clean(value):
         if isinstance(value, dict):
             return {k: clean(v) for k, v in value.items() if k not in ("description", "default")}
         return value
 
     data = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())
-    return clean(data["argument_specs"]["main"]["options"])
+    return clean(data["argument_specs"][entry_point]["options"])
 
 
-def validate(tmp_path, role: str, provided: dict) -> tuple[bool, str, str]:
+def validate(tmp_path, role: str, provided: dict, entry_point: str = "main") -> tuple[bool, str, str]:
     ensure_collection_path()
     play = [{"hosts": "localhost", "gather_facts": False, "tasks": [{
-        "name": "validate", "ansible.builtin.validate_argument_spec": {"argument_spec": spec(role)}, "vars": provided,
+        "name": "validate", "ansible.builtin.validate_argument_spec": {"argument_spec": spec(role, entry_point)},
+        "vars": provided,
         "ignore_errors": True}]}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
@@ -76,3 +77,18 @@ def test_a_bad_database_servers_entry_is_refused_naming_the_key_never_showing_a_
     assert failed, output[-1500:]
     assert named in msg, msg
     assert "secret-pw-1" not in output
+
+
+# roles/stack/tasks/validate.yml no longer repeats these checks: the spec alone refuses them, naming the option
+# and the value, before the role's first task.
+@pytest.mark.parametrize("entry_point", ["main", "loader"])
+def test_a_restart_policy_docker_does_not_know_is_refused_by_the_stack_spec(tmp_path, entry_point):
+    failed, msg, output = validate(tmp_path, "stack", {"stack_restart_policy": "sometimes"}, entry_point)
+    assert failed, output[-1500:]
+    assert "stack_restart_policy" in msg and "sometimes" in msg, msg
+
+
+@pytest.mark.parametrize("entry_point", ["main", "loader"])
+def test_a_known_restart_policy_passes_the_stack_spec(tmp_path, entry_point):
+    failed, msg, _ = validate(tmp_path, "stack", {"stack_restart_policy": "on-failure"}, entry_point)
+    assert not failed, msg
