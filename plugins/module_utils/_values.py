@@ -83,17 +83,17 @@ def check_port(option: str, value) -> int:
     return port
 
 
-# A number as text: ASCII decimal or 0x hex, as wg and ip read them (Python's int() also takes 2_5 and other
-# scripts' digits, which wg refuses: a file would be reported in order that wg cannot load).
-_INT_TEXT = re.compile(r"[ \t]*(0[xX][0-9a-fA-F]+|[0-9]+)[ \t]*\Z")
+# A number as text, as wg and ip read them: ASCII decimal, or 0x hex where they take it (fwmark, MTU, table).
+# Python's int() also takes 2_5 and other scripts' digits, which wg refuses: a file would be reported in order
+# that wg cannot load.
+_DECIMAL_TEXT = re.compile(r"[ \t]*[0-9]+[ \t]*\Z")
+_NUMBER_TEXT = re.compile(r"[ \t]*(0[xX][0-9a-fA-F]+|[0-9]+)[ \t]*\Z")
 
 
-def check_int(option: str, value, low: int, high: int) -> int:
+def check_int(option: str, value, low: int, high: int, hex_ok: bool = False) -> int:
     try:
-        if isinstance(value, str):
-            number = int(value, 0) if _INT_TEXT.match(value) else None
-        else:
-            number = int(value)
+        text_ok = not isinstance(value, str) or (_NUMBER_TEXT if hex_ok else _DECIMAL_TEXT).match(value)
+        number = (int(value, 0) if isinstance(value, str) else int(value)) if text_ok else None
     except (TypeError, ValueError):
         number = None
     if isinstance(value, (bool, float)) or number is None or not low <= number <= high:
@@ -278,9 +278,13 @@ def normalize_commands(option: str, value) -> tuple[str, ...]:
     return tuple(c for c in cmds if c)
 
 
+def _is_off(value) -> bool:
+    return isinstance(value, str) and value.strip(" \t").lower() == "off"
+
+
 def normalize_keepalive(option: str, value) -> int:
     """Seconds between keepalives; 0, ``off`` or nothing means off."""
-    return check_int(option, 0 if value in (None, "off") else value, 0, 65535)
+    return check_int(option, 0 if value is None or _is_off(value) else value, 0, 65535)
 
 
 # 0/auto mean the same as leaving the key out; normalizing them to None keeps comparisons honest.
@@ -289,11 +293,12 @@ def normalize_listen_port(option: str, value) -> int | None:
 
 
 def normalize_fwmark(option: str, value) -> int | None:
-    return None if value in (None, "off", 0) else check_int(option, value, 1, 0xFFFFFFFF)
+    """A firewall mark; 0, ``off`` (any case, as wg reads it) or nothing means none."""
+    return None if value is None or _is_off(value) else (check_int(option, value, 0, 0xFFFFFFFF, hex_ok=True) or None)
 
 
 def normalize_mtu(option: str, value) -> int | None:
-    return None if value in (None, 0, "0") else check_int(option, value, 576, 65535)
+    return None if value in (None, 0, "0") else check_int(option, value, 576, 65535, hex_ok=True)
 
 
 def normalize_table(option: str, value) -> str | None:

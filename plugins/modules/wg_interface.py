@@ -136,7 +136,7 @@ options:
     type: bool
     default: false
 notes:
-  - Comments in the file other than the peers' C(# Name =) labels are not kept when the module rewrites it.
+  - Comments in the file other than the peers' C(# Name =) labels and C(# Expires =) lines are not kept when the module rewrites it.
 seealso:
   - module: wgfleet.wireguard.wg_peer
   - name: wg-quick(8)

@@ -127,6 +127,7 @@ def test_values_are_read_as_wg_quick_reads_them():
         (f"[Interface]\n[Peer]\nPublicKey = {PEER_A}\nPersistentKeepalive = 2_5\n", "'2_5' is not a whole number"),
         ("[Interface]\nListenPort = \u0665\u0661\u0668\u0662\u0660\n", "is not a port number"),
         ("[Interface]\nMTU = +1420\n", "'+1420'"),
+        (f"[Interface]\n[Peer]\nPublicKey = {PEER_A}\nPersistentKeepalive = 0x19\n", "'0x19' is not a whole number"),
     ],
 )
 def test_bad_files_fail_naming_the_line_or_value(text, message):
@@ -231,3 +232,18 @@ def test_command_errors_never_carry_a_key():
     message = str(WgCommandError(["wg", "setconf", "wg0", "/dev/stdin"], 1, stderr))
     assert SERVER_KEY not in message, "a key leaked into an error message"
     assert "Line unrecognized" in message and "**redacted**" in message
+
+
+@pytest.mark.parametrize(
+    ("lines", "fwmark", "keepalive"),
+    [
+        ("FwMark = 0", None, 0),  # wg: 0 is no mark
+        ("FwMark = OFF", None, 0),  # wg compares off in any case
+        ("FwMark = 0x10", 16, 0),  # wg reads a mark in hex too
+        ("FwMark = 51820", 51820, 0),
+    ],
+)
+def test_numbers_are_read_as_wg_reads_them(lines, fwmark, keepalive):
+    iface = parse(f"[Interface]\n{lines}\n[Peer]\nPublicKey = {PEER_A}\nPersistentKeepalive = Off\n", source="wg9.conf")
+    assert iface.fwmark == fwmark
+    assert iface.peers[0].persistent_keepalive == keepalive
