@@ -90,5 +90,5 @@ def test_a_restart_policy_docker_does_not_know_is_refused_by_the_stack_spec(tmp_
 
 @pytest.mark.parametrize("entry_point", ["main", "loader"])
 def test_a_known_restart_policy_passes_the_stack_spec(tmp_path, entry_point):
-    failed, msg, _ = validate(tmp_path, "stack", {"stack_restart_policy": "on-failure"}, entry_point)
+    failed, msg, _output = validate(tmp_path, "stack", {"stack_restart_policy": "on-failure"}, entry_point)
     assert not failed, msg
