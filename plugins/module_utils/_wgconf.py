@@ -233,7 +233,9 @@ _INTERFACE_KEYS = {s.key.lower(): (n, s.repeatable) for n, s in INTERFACE_SETTIN
 _PEER_KEYS = {s.key.lower(): (n, s.repeatable) for n, s in PEER_SETTINGS.items() if s.key}
 # Comment lines of a [Peer] section that carry a setting: their start (lower case, up to '=') -> field.
 _PEER_COMMENTS = {s.comment.split("=")[0].rstrip(" ").lower(): n for n, s in PEER_SETTINGS.items() if s.comment}
-_PEER_PARSE_TEXT = frozenset(n for n, s in PEER_SETTINGS.items() if s.parse_text)
+# The settings of each section read from their file text by a parse_text of their own: (field, parse_text).
+_PARSE_TEXT = {section: tuple((n, s.parse_text) for n, s in settings.items() if s.parse_text)
+               for section, settings in (("interface", INTERFACE_SETTINGS), ("peer", PEER_SETTINGS))}
 _WG_QUICK_ONLY = frozenset(n for n, s in INTERFACE_SETTINGS.items() if s.wg_quick)
 # bash's [[:space:]] in the C locale wg-quick runs in, less the newline that ends each line; also
 # what wg's own parser drops from a line wherever it stands.
@@ -241,6 +243,14 @@ _SPACE = " \t\v\f\r"
 _DROP_SPACE = str.maketrans("", "", _SPACE)
 _ANY_SPACE = re.compile("[ \t\v\f\r]")
 _KEY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,31}\Z")
+
+
+def _from_text(section: str, values: dict) -> dict:
+    """A section's values as the file gave them, each setting with a ``parse_text`` read through it."""
+    for name, parse_text in _PARSE_TEXT[section]:
+        if name in values:
+            values[name] = parse_text(name, values[name])
+    return values
 
 
 def parse(text: str, source: str = "<config>") -> Interface:
@@ -312,10 +322,7 @@ def parse(text: str, source: str = "<config>") -> Interface:
     if section is None:
         raise WgValueError(f"{source}: no [Interface] section")
     try:
-        for name, meta in INTERFACE_SETTINGS.items():
-            if meta.parse_text is not None and name in iface:
-                iface[name] = meta.parse_text(name, iface[name])
-        interface = Interface(**iface)
+        interface = Interface(**_from_text("interface", iface))
     except WgValueError as exc:
         raise WgValueError(f"{source}: {exc}") from None
     built = []
@@ -323,9 +330,7 @@ def parse(text: str, source: str = "<config>") -> Interface:
         try:
             if "public_key" not in data:
                 raise WgValueError("the section has no PublicKey")
-            for name in _PEER_PARSE_TEXT.intersection(data):
-                data[name] = PEER_SETTINGS[name].parse_text(name, data[name])
-            built.append(Peer(**data))
+            built.append(Peer(**_from_text("peer", data)))
         except WgValueError as exc:
             raise WgValueError(f"{source}, [Peer] at line {lineno}: {exc}") from None
     try:

@@ -247,3 +247,24 @@ def test_numbers_are_read_as_wg_reads_them(lines, fwmark, keepalive):
     iface = parse(f"[Interface]\n{lines}\n[Peer]\nPublicKey = {PEER_A}\nPersistentKeepalive = Off\n", source="wg9.conf")
     assert iface.fwmark == fwmark
     assert iface.peers[0].persistent_keepalive == keepalive
+
+
+# --- a setting read from its text (parse_text), in either section ----------------------------------------------
+
+@pytest.mark.parametrize(("line", "on"), [("SaveConfig = true", True), ("saveconfig = TRUE", True),
+                                          ("SaveConfig = false", False), ("SaveConfig=False", False)])
+def test_save_config_is_read_from_its_text_as_the_peers_expiry_is(line, on):
+    text = f"[Interface]\n{line}\n[Peer]\nPublicKey = {PEER_A}\n# Expires = 2035-01-31T18:00:00Z\n"
+    iface = parse(text, source="wg9.conf")
+    assert iface.save_config is on
+    assert iface.peers[0].expires == "2035-01-31T18:00:00Z"
+    # Verified by other means: the renderer writes the line only when on, the expiry as it was read.
+    assert ("SaveConfig = true" in render(iface)) is on
+    assert "\n# Expires = 2035-01-31T18:00:00Z\n" in render(iface)
+
+
+def test_a_save_config_that_is_not_true_or_false_is_refused_naming_the_file():
+    with pytest.raises(WgValueError) as err:
+        parse("[Interface]\nSaveConfig = maybe\n", source="wg9.conf")
+    assert str(err.value) == "wg9.conf: save_config: 'maybe' is not true or false"
+
