@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -268,3 +269,40 @@ def test_a_save_config_that_is_not_true_or_false_is_refused_naming_the_file():
         parse("[Interface]\nSaveConfig = maybe\n", source="wg9.conf")
     assert str(err.value) == "wg9.conf: save_config: 'maybe' is not true or false"
 
+
+# --- ports: ASCII decimal only, as wg (getaddrinfo) reads them ---------------------------------------------------
+
+@pytest.mark.parametrize("text", ["0x10", "\uff15\uff11\uff18\uff12\uff10", "2_5", "1e3", "51820.0", "-1", "65536",
+                                  "99999", "+80"])
+def test_a_listen_port_wg_would_not_read_as_that_number_is_refused(text):
+    """Fullwidth digits, hex, underscores: Python's int() reads some, wg refuses them. 65536 wg wraps to 0 (a
+    random port); +80 it reads, but the collection writes and reads only plain digits."""
+    with pytest.raises(WgValueError) as err:
+        parse(f"[Interface]\nListenPort = {text}\n", source="wg9.conf")
+    assert str(err.value) == f"wg9.conf: listen_port: {text!r} is not a port number (0-65535)"
+
+
+@pytest.mark.parametrize(("text", "port"), [("51820", 51820), ("000051820", 51820), ("00080", 80), ("65535", 65535)])
+def test_a_listen_port_is_read_as_wg_reads_it(text, port):
+    # Verified by other means: wg reads the port with getaddrinfo(), which Python's socket module calls as is.
+    addr = socket.getaddrinfo(None, text, socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP, socket.AI_PASSIVE)
+    assert addr[0][4][1] == port
+    assert parse(f"[Interface]\nListenPort = {text}\n").listen_port == port
+
+
+@pytest.mark.parametrize("text", ["0x10", "\uff15\uff11\uff18\uff12\uff10"])
+def test_getaddrinfo_refuses_what_the_listen_port_refuses(text):
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo(None, text, socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP, socket.AI_PASSIVE)
+
+
+@pytest.mark.parametrize("value", [True, False, 80.0, 51820.5, "", " ", "80 80", [80]])
+def test_a_listen_port_that_is_not_a_whole_number_is_refused(value):
+    with pytest.raises(WgValueError) as err:
+        Interface(listen_port=value)
+    assert str(err.value).startswith("listen_port: ") and str(err.value).endswith(" is not a port number (0-65535)")
+
+
+@pytest.mark.parametrize(("value", "port"), [(51820, 51820), ("51820", 51820), (" 443\t", 443), (0, None), ("0", None)])
+def test_a_listen_port_given_to_the_model_is_normalized(value, port):
+    assert Interface(listen_port=value).listen_port == port
