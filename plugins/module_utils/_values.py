@@ -280,13 +280,10 @@ def normalize_commands(option: str, value) -> tuple[str, ...]:
     return tuple(c for c in cmds if c)
 
 
-def _is_off(value) -> bool:
-    return isinstance(value, str) and value.strip(" \t").lower() == "off"
-
-
+# A setting's word for off (the registry's explicit_off) the model reads as nothing before its check.
 def normalize_keepalive(option: str, value) -> int:
-    """Seconds between keepalives; 0, ``off`` or nothing means off."""
-    return check_int(option, 0 if value is None or _is_off(value) else value, 0, 65535)
+    """Seconds between keepalives; 0 or nothing means off."""
+    return check_int(option, 0 if value is None else value, 0, 65535)
 
 
 # 0/auto mean the same as leaving the key out; normalizing them to None keeps comparisons honest.
@@ -295,8 +292,8 @@ def normalize_listen_port(option: str, value) -> int | None:
 
 
 def normalize_fwmark(option: str, value) -> int | None:
-    """A firewall mark; 0, ``off`` (any case, as wg reads it) or nothing means none."""
-    return None if value is None or _is_off(value) else (check_int(option, value, 0, 0xFFFFFFFF, hex_ok=True) or None)
+    """A firewall mark; 0 or nothing means none."""
+    return None if value is None else (check_int(option, value, 0, 0xFFFFFFFF, hex_ok=True) or None)
 
 
 def normalize_mtu(option: str, value) -> int | None:

@@ -63,12 +63,19 @@ class Setting:
     # Its file text, when not str() of the value (None: no line); what reads it back from a file.
     text: Callable | None = None
     parse_text: Callable | None = None
-    # Written when unset but asked to be explicit (wg addconf keeps a value a missing key does not clear).
+    # The word that unsets it, taken in any case as wg compares it (the check reads it as nothing); written when
+    # unset but asked to be explicit (wg addconf keeps a value a missing key does not clear).
     explicit_off: str | None = None
     # The order of its items is kept but means nothing: reordering is no change.
     unordered: bool = False
     # Unset, the device picks a value of its own (a random port, wg-quick's MTU): what it picked is no drift.
     device_picks: bool = False
+
+    def __post_init__(self):
+        check, off = self.check, (self.explicit_off or "").lower()
+        if off:  # The check reads the word, in any case and with spaces around it, as nothing.
+            object.__setattr__(self, "check", lambda option, value: check(
+                option, None if isinstance(value, str) and value.strip(" \t").lower() == off else value))
 
 
 def setting(default=None, **declared) -> dataclasses.Field:
@@ -136,7 +143,8 @@ class Interface:
                                       wgrest=("listen_port", "int"), stored=1, option={"type": "int"},
                                       device_picks=True)
     fwmark: int | None = setting(check=v.normalize_fwmark, key="FwMark", dump=3, wgrest=("firewall_mark", "int"),
-                                 stored=1, option={"type": "int"}, text=lambda mark: f"0x{mark:x}")
+                                 stored=1, option={"type": "int"}, text=lambda mark: f"0x{mark:x}",
+                                 explicit_off="off")
     private_key: str | None = setting(check=_secret_key, key="PrivateKey", dump=0, wgrest=("private_key", "text"),
                                       stored=1, secret=True, option={"type": "str"})
     dns: tuple = setting((), check=v.normalize_dns, key="DNS", repeatable=True, wg_quick="up", stored=1,

@@ -16,7 +16,13 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._values import (
     normalize_allowed_ips,
     normalize_endpoint,
 )
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer, parse, render
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import (
+    Interface,
+    Peer,
+    parse,
+    render,
+    render_peer,
+)
 from tests.helpers.keys import PEER_A, PEER_B, PSK, SERVER_KEY
 
 # The shape of files seen in the wild: wg-quick(8)'s example, a road-warrior server with
@@ -306,3 +312,44 @@ def test_a_listen_port_that_is_not_a_whole_number_is_refused(value):
 @pytest.mark.parametrize(("value", "port"), [(51820, 51820), ("51820", 51820), (" 443\t", 443), (0, None), ("0", None)])
 def test_a_listen_port_given_to_the_model_is_normalized(value, port):
     assert Interface(listen_port=value).listen_port == port
+
+
+# --- off: keepalive and fwmark, as wg reads them (it compares off in any case) -------------------------------------
+
+@pytest.mark.parametrize("word", ["off", "OFF", "Off", "oFf", " off\t"])
+def test_off_in_any_case_means_no_keepalive_and_no_mark(word):
+    text = f"[Interface]\nFwMark = {word}\n[Peer]\nPublicKey = {PEER_A}\nPersistentKeepalive = {word}\n"
+    iface = parse(text)
+    assert iface.fwmark is None
+    assert iface.peers[0].persistent_keepalive == 0
+    assert Interface(fwmark=word) == Interface()
+    assert Peer(PEER_A, persistent_keepalive=word) == Peer(PEER_A)
+
+
+@pytest.mark.parametrize("word", ["of", "offf", "no", "none", "\uff4f\uff46\uff46"])
+def test_only_off_means_off(word):
+    with pytest.raises(WgValueError, match=r"^fwmark: "):
+        Interface(fwmark=word)
+    with pytest.raises(WgValueError, match=r"^persistent_keepalive: "):
+        Peer(PEER_A, persistent_keepalive=word)
+
+
+@pytest.mark.parametrize(("field", "value"), [("listen_port", "off"), ("mtu", "off"), ("listen_port", "OFF")])
+def test_off_is_no_number_for_the_settings_wg_reads_no_off_for(field, value):
+    with pytest.raises(WgValueError) as err:
+        Interface(**{field: value})
+    assert str(err.value).startswith(f"{field}: {value!r} is not a")
+
+
+def test_table_off_stays_off_it_is_a_value_of_its_own():
+    assert Interface(table="off").table == "off"
+    assert parse("[Interface]\nTable = off\n").table == "off"
+
+
+def test_an_explicit_peer_section_turns_keepalive_off_and_reads_back():
+    lines = render_peer(Peer(PEER_A), explicit=True)
+    assert "PersistentKeepalive = off" in lines
+    assert "PersistentKeepalive = off" not in render_peer(Peer(PEER_A))
+    assert parse("[Interface]\n" + "\n".join(lines) + "\n").peers[0] == Peer(PEER_A)
+    # An interface is written in full (wg setconf, wg-quick): an unset mark has no line.
+    assert "FwMark" not in render(Interface(peers=[Peer(PEER_A)]))
