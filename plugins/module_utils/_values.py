@@ -69,20 +69,6 @@ def check_path(option: str, value, comment_ok: bool = True) -> str:
     return check_text(option, value, comment_ok=comment_ok, max_len=MAX_PATH)
 
 
-# A port as text: ASCII decimal only (int() also takes 2_5 and other scripts' digits, which wg refuses).
-_PORT_TEXT = re.compile(r"[ \t]*[0-9]{1,5}[ \t]*\Z")
-
-
-def check_port(option: str, value) -> int:
-    try:
-        port = -1 if isinstance(value, str) and not _PORT_TEXT.match(value) else int(value)
-    except (TypeError, ValueError):
-        port = -1
-    if isinstance(value, (bool, float)) or not 0 <= port <= 65535:
-        raise WgValueError(f"{option}: {shown(value)} is not a port number (0-65535)")
-    return port
-
-
 # A number as text, as wg and ip read them: ASCII decimal, or 0x hex where they take it (fwmark, MTU, table).
 # Python's int() also takes 2_5 and other scripts' digits, which wg refuses: a file would be reported in order
 # that wg cannot load.
@@ -90,15 +76,31 @@ _DECIMAL_TEXT = re.compile(r"[ \t]*[0-9]+[ \t]*\Z")
 _NUMBER_TEXT = re.compile(r"[ \t]*(0[xX][0-9a-fA-F]+|[0-9]+)[ \t]*\Z")
 
 
-def check_int(option: str, value, low: int, high: int, hex_ok: bool = False) -> int:
+def _whole_number(value, text: re.Pattern, base: int) -> int | None:
+    """``value`` as a whole number, or None: an int, or text that ``text`` matches, read in ``base``. Never a bool
+    or a float (int() takes True for 1 and cuts 1.5 to 1)."""
+    if isinstance(value, (bool, float)):
+        return None
     try:
-        text_ok = not isinstance(value, str) or (_NUMBER_TEXT if hex_ok else _DECIMAL_TEXT).match(value)
-        number = (int(value, 0) if isinstance(value, str) else int(value)) if text_ok else None
+        return (int(value, base) if text.match(value) else None) if isinstance(value, str) else int(value)
     except (TypeError, ValueError):
-        number = None
-    if isinstance(value, (bool, float)) or number is None or not low <= number <= high:
+        return None
+
+
+def check_int(option: str, value, low: int, high: int, hex_ok: bool = False) -> int:
+    # In base 0: 0x is hex, and a decimal with a leading zero is refused (ip would read it as octal).
+    number = _whole_number(value, _NUMBER_TEXT if hex_ok else _DECIMAL_TEXT, 0)
+    if number is None or not low <= number <= high:
         raise WgValueError(f"{option}: {shown(value)} is not a whole number from {low} to {high}")
     return number
+
+
+def check_port(option: str, value) -> int:
+    """A port number; as text, ASCII decimal, leading zeros too (wg reads it with getaddrinfo(), in base 10)."""
+    port = _whole_number(value, _DECIMAL_TEXT, 10)
+    if port is None or not 0 <= port <= 65535:
+        raise WgValueError(f"{option}: {shown(value)} is not a port number (0-65535)")
+    return port
 
 
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -278,13 +280,10 @@ def normalize_commands(option: str, value) -> tuple[str, ...]:
     return tuple(c for c in cmds if c)
 
 
-def _is_off(value) -> bool:
-    return isinstance(value, str) and value.strip(" \t").lower() == "off"
-
-
+# A setting's word for off (the registry's explicit_off) the model reads as nothing before its check.
 def normalize_keepalive(option: str, value) -> int:
-    """Seconds between keepalives; 0, ``off`` or nothing means off."""
-    return check_int(option, 0 if value is None or _is_off(value) else value, 0, 65535)
+    """Seconds between keepalives; 0 or nothing means off."""
+    return check_int(option, 0 if value is None else value, 0, 65535)
 
 
 # 0/auto mean the same as leaving the key out; normalizing them to None keeps comparisons honest.
@@ -293,8 +292,8 @@ def normalize_listen_port(option: str, value) -> int | None:
 
 
 def normalize_fwmark(option: str, value) -> int | None:
-    """A firewall mark; 0, ``off`` (any case, as wg reads it) or nothing means none."""
-    return None if value is None or _is_off(value) else (check_int(option, value, 0, 0xFFFFFFFF, hex_ok=True) or None)
+    """A firewall mark; 0 or nothing means none."""
+    return None if value is None else (check_int(option, value, 0, 0xFFFFFFFF, hex_ok=True) or None)
 
 
 def normalize_mtu(option: str, value) -> int | None:

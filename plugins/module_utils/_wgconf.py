@@ -63,12 +63,19 @@ class Setting:
     # Its file text, when not str() of the value (None: no line); what reads it back from a file.
     text: Callable | None = None
     parse_text: Callable | None = None
-    # Written when unset but asked to be explicit (wg addconf keeps a value a missing key does not clear).
+    # The word that unsets it, taken in any case as wg compares it (the check reads it as nothing); written when
+    # unset but asked to be explicit (wg addconf keeps a value a missing key does not clear).
     explicit_off: str | None = None
     # The order of its items is kept but means nothing: reordering is no change.
     unordered: bool = False
     # Unset, the device picks a value of its own (a random port, wg-quick's MTU): what it picked is no drift.
     device_picks: bool = False
+
+    def __post_init__(self):
+        check, off = self.check, (self.explicit_off or "").lower()
+        if off:  # The check reads the word, in any case and with spaces around it, as nothing.
+            object.__setattr__(self, "check", lambda option, value: check(
+                option, None if isinstance(value, str) and value.strip(" \t").lower() == off else value))
 
 
 def setting(default=None, **declared) -> dataclasses.Field:
@@ -136,7 +143,8 @@ class Interface:
                                       wgrest=("listen_port", "int"), stored=1, option={"type": "int"},
                                       device_picks=True)
     fwmark: int | None = setting(check=v.normalize_fwmark, key="FwMark", dump=3, wgrest=("firewall_mark", "int"),
-                                 stored=1, option={"type": "int"}, text=lambda mark: f"0x{mark:x}")
+                                 stored=1, option={"type": "int"}, text=lambda mark: f"0x{mark:x}",
+                                 explicit_off="off")
     private_key: str | None = setting(check=_secret_key, key="PrivateKey", dump=0, wgrest=("private_key", "text"),
                                       stored=1, secret=True, option={"type": "str"})
     dns: tuple = setting((), check=v.normalize_dns, key="DNS", repeatable=True, wg_quick="up", stored=1,
@@ -233,7 +241,9 @@ _INTERFACE_KEYS = {s.key.lower(): (n, s.repeatable) for n, s in INTERFACE_SETTIN
 _PEER_KEYS = {s.key.lower(): (n, s.repeatable) for n, s in PEER_SETTINGS.items() if s.key}
 # Comment lines of a [Peer] section that carry a setting: their start (lower case, up to '=') -> field.
 _PEER_COMMENTS = {s.comment.split("=")[0].rstrip(" ").lower(): n for n, s in PEER_SETTINGS.items() if s.comment}
-_PEER_PARSE_TEXT = frozenset(n for n, s in PEER_SETTINGS.items() if s.parse_text)
+# The settings of each section read from their file text by a parse_text of their own: (field, parse_text).
+_PARSE_TEXT = {section: tuple((n, s.parse_text) for n, s in settings.items() if s.parse_text)
+               for section, settings in (("interface", INTERFACE_SETTINGS), ("peer", PEER_SETTINGS))}
 _WG_QUICK_ONLY = frozenset(n for n, s in INTERFACE_SETTINGS.items() if s.wg_quick)
 # bash's [[:space:]] in the C locale wg-quick runs in, less the newline that ends each line; also
 # what wg's own parser drops from a line wherever it stands.
@@ -241,6 +251,14 @@ _SPACE = " \t\v\f\r"
 _DROP_SPACE = str.maketrans("", "", _SPACE)
 _ANY_SPACE = re.compile("[ \t\v\f\r]")
 _KEY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,31}\Z")
+
+
+def _from_text(section: str, values: dict) -> dict:
+    """A section's values as the file gave them, each setting with a ``parse_text`` read through it."""
+    for name, parse_text in _PARSE_TEXT[section]:
+        if name in values:
+            values[name] = parse_text(name, values[name])
+    return values
 
 
 def parse(text: str, source: str = "<config>") -> Interface:
@@ -312,10 +330,7 @@ def parse(text: str, source: str = "<config>") -> Interface:
     if section is None:
         raise WgValueError(f"{source}: no [Interface] section")
     try:
-        for name, meta in INTERFACE_SETTINGS.items():
-            if meta.parse_text is not None and name in iface:
-                iface[name] = meta.parse_text(name, iface[name])
-        interface = Interface(**iface)
+        interface = Interface(**_from_text("interface", iface))
     except WgValueError as exc:
         raise WgValueError(f"{source}: {exc}") from None
     built = []
@@ -323,9 +338,7 @@ def parse(text: str, source: str = "<config>") -> Interface:
         try:
             if "public_key" not in data:
                 raise WgValueError("the section has no PublicKey")
-            for name in _PEER_PARSE_TEXT.intersection(data):
-                data[name] = PEER_SETTINGS[name].parse_text(name, data[name])
-            built.append(Peer(**data))
+            built.append(Peer(**_from_text("peer", data)))
         except WgValueError as exc:
             raise WgValueError(f"{source}, [Peer] at line {lineno}: {exc}") from None
     try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -15,7 +16,13 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._values import (
     normalize_allowed_ips,
     normalize_endpoint,
 )
-from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import Interface, Peer, parse, render
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import (
+    Interface,
+    Peer,
+    parse,
+    render,
+    render_peer,
+)
 from tests.helpers.keys import PEER_A, PEER_B, PSK, SERVER_KEY
 
 # The shape of files seen in the wild: wg-quick(8)'s example, a road-warrior server with
@@ -247,3 +254,102 @@ def test_numbers_are_read_as_wg_reads_them(lines, fwmark, keepalive):
     iface = parse(f"[Interface]\n{lines}\n[Peer]\nPublicKey = {PEER_A}\nPersistentKeepalive = Off\n", source="wg9.conf")
     assert iface.fwmark == fwmark
     assert iface.peers[0].persistent_keepalive == keepalive
+
+
+# --- a setting read from its text (parse_text), in either section ----------------------------------------------
+
+@pytest.mark.parametrize(("line", "on"), [("SaveConfig = true", True), ("saveconfig = TRUE", True),
+                                          ("SaveConfig = false", False), ("SaveConfig=False", False)])
+def test_save_config_is_read_from_its_text_as_the_peers_expiry_is(line, on):
+    text = f"[Interface]\n{line}\n[Peer]\nPublicKey = {PEER_A}\n# Expires = 2035-01-31T18:00:00Z\n"
+    iface = parse(text, source="wg9.conf")
+    assert iface.save_config is on
+    assert iface.peers[0].expires == "2035-01-31T18:00:00Z"
+    # Verified by other means: the renderer writes the line only when on, the expiry as it was read.
+    assert ("SaveConfig = true" in render(iface)) is on
+    assert "\n# Expires = 2035-01-31T18:00:00Z\n" in render(iface)
+
+
+def test_a_save_config_that_is_not_true_or_false_is_refused_naming_the_file():
+    with pytest.raises(WgValueError) as err:
+        parse("[Interface]\nSaveConfig = maybe\n", source="wg9.conf")
+    assert str(err.value) == "wg9.conf: save_config: 'maybe' is not true or false"
+
+
+# --- ports: ASCII decimal only, as wg (getaddrinfo) reads them ---------------------------------------------------
+
+@pytest.mark.parametrize("text", ["0x10", "\uff15\uff11\uff18\uff12\uff10", "2_5", "1e3", "51820.0", "-1", "65536",
+                                  "99999", "+80"])
+def test_a_listen_port_wg_would_not_read_as_that_number_is_refused(text):
+    """Fullwidth digits, hex, underscores: Python's int() reads some, wg refuses them. 65536 wg wraps to 0 (a
+    random port); +80 it reads, but the collection writes and reads only plain digits."""
+    with pytest.raises(WgValueError) as err:
+        parse(f"[Interface]\nListenPort = {text}\n", source="wg9.conf")
+    assert str(err.value) == f"wg9.conf: listen_port: {text!r} is not a port number (0-65535)"
+
+
+@pytest.mark.parametrize(("text", "port"), [("51820", 51820), ("000051820", 51820), ("00080", 80), ("65535", 65535)])
+def test_a_listen_port_is_read_as_wg_reads_it(text, port):
+    # Verified by other means: wg reads the port with getaddrinfo(), which Python's socket module calls as is.
+    addr = socket.getaddrinfo(None, text, socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP, socket.AI_PASSIVE)
+    assert addr[0][4][1] == port
+    assert parse(f"[Interface]\nListenPort = {text}\n").listen_port == port
+
+
+@pytest.mark.parametrize("text", ["0x10", "\uff15\uff11\uff18\uff12\uff10"])
+def test_getaddrinfo_refuses_what_the_listen_port_refuses(text):
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo(None, text, socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP, socket.AI_PASSIVE)
+
+
+@pytest.mark.parametrize("value", [True, False, 80.0, 51820.5, "", " ", "80 80", [80]])
+def test_a_listen_port_that_is_not_a_whole_number_is_refused(value):
+    with pytest.raises(WgValueError) as err:
+        Interface(listen_port=value)
+    assert str(err.value).startswith("listen_port: ") and str(err.value).endswith(" is not a port number (0-65535)")
+
+
+@pytest.mark.parametrize(("value", "port"), [(51820, 51820), ("51820", 51820), (" 443\t", 443), (0, None), ("0", None)])
+def test_a_listen_port_given_to_the_model_is_normalized(value, port):
+    assert Interface(listen_port=value).listen_port == port
+
+
+# --- off: keepalive and fwmark, as wg reads them (it compares off in any case) -------------------------------------
+
+@pytest.mark.parametrize("word", ["off", "OFF", "Off", "oFf", " off\t"])
+def test_off_in_any_case_means_no_keepalive_and_no_mark(word):
+    text = f"[Interface]\nFwMark = {word}\n[Peer]\nPublicKey = {PEER_A}\nPersistentKeepalive = {word}\n"
+    iface = parse(text)
+    assert iface.fwmark is None
+    assert iface.peers[0].persistent_keepalive == 0
+    assert Interface(fwmark=word) == Interface()
+    assert Peer(PEER_A, persistent_keepalive=word) == Peer(PEER_A)
+
+
+@pytest.mark.parametrize("word", ["of", "offf", "no", "none", "\uff4f\uff46\uff46"])
+def test_only_off_means_off(word):
+    with pytest.raises(WgValueError, match=r"^fwmark: "):
+        Interface(fwmark=word)
+    with pytest.raises(WgValueError, match=r"^persistent_keepalive: "):
+        Peer(PEER_A, persistent_keepalive=word)
+
+
+@pytest.mark.parametrize(("field", "value"), [("listen_port", "off"), ("mtu", "off"), ("listen_port", "OFF")])
+def test_off_is_no_number_for_the_settings_wg_reads_no_off_for(field, value):
+    with pytest.raises(WgValueError) as err:
+        Interface(**{field: value})
+    assert str(err.value).startswith(f"{field}: {value!r} is not a")
+
+
+def test_table_off_stays_off_it_is_a_value_of_its_own():
+    assert Interface(table="off").table == "off"
+    assert parse("[Interface]\nTable = off\n").table == "off"
+
+
+def test_an_explicit_peer_section_turns_keepalive_off_and_reads_back():
+    lines = render_peer(Peer(PEER_A), explicit=True)
+    assert "PersistentKeepalive = off" in lines
+    assert "PersistentKeepalive = off" not in render_peer(Peer(PEER_A))
+    assert parse("[Interface]\n" + "\n".join(lines) + "\n").peers[0] == Peer(PEER_A)
+    # An interface is written in full (wg setconf, wg-quick): an unset mark has no line.
+    assert "FwMark" not in render(Interface(peers=[Peer(PEER_A)]))
