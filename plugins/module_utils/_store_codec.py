@@ -419,8 +419,12 @@ class _PeerRows(CopySink):
         positions, peers, inputs = self.rows.get(iface, ([], [], []))
         if len(peers) < 2:
             return peers, inputs
-        # Sorted and reordered by C loops (map, sorted, itemgetter): positions are unique within an interface.
-        order = sorted(range(len(peers)), key=list(map(int, positions)).__getitem__)
+        # Checked, sorted and reordered by C loops (map, sorted, itemgetter): positions are unique within an
+        # interface. Rows saved in one go come in order (PostgreSQL reads them as they were written).
+        numbers = list(map(int, positions))
+        if all(map(operator.lt, numbers, numbers[1:])):
+            return peers, inputs
+        order = sorted(range(len(peers)), key=numbers.__getitem__)
         pick = operator.itemgetter(*order)
         return list(pick(peers)), list(pick(inputs))
 
