@@ -51,7 +51,7 @@ from ._wgconf import Interface
 
 # sync_status.error is for people: long enough for any message of ours, short enough for a table row.
 ERROR_MAX = 2000
-_UNDEFINED_TABLE = "42P01"  # SQLSTATE undefined_table (psycopg2.errors came in 2.8; some hosts have older)
+_UNDEFINED_TABLE = "42P01"  # SQLSTATE undefined_table
 
 
 class Store:

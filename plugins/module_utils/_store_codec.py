@@ -309,8 +309,9 @@ class _PeerRows(CopySink):
 
     Fields (see _copy_peers_out): interface, position, public key, allowed IPs, endpoint, keepalive, name,
     expiry, the preshared key in three parts (PSK_PARTS_SQL), and the row digest when rows are checked one by
-    one, or only its length when the snapshot is sealed (the interface's state digest then proves every row; the length tells a format-2 row). A failure
-    is kept and raised after the COPY (an exception inside it would leave the connection mid-COPY).
+    one, or only its length when the snapshot is sealed (the interface's state digest then proves every row;
+    the length tells a format-2 row). A failure is kept and raised after the COPY (an exception inside it would
+    leave the connection mid-COPY).
     """
 
     def __init__(self, store, server_id: str, row_cipher, sealed: bool, damaged, mismatch):
