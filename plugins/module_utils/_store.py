@@ -51,6 +51,7 @@ from ._wgconf import Interface
 
 # sync_status.error is for people: long enough for any message of ours, short enough for a table row.
 ERROR_MAX = 2000
+_UNDEFINED_TABLE = "42P01"  # SQLSTATE undefined_table
 
 
 class Store:
@@ -221,7 +222,14 @@ class Store:
         return self._transaction(self._version, readonly=True)
 
     def _require_schema(self, cur) -> None:
-        version = self._version(cur)
+        # One round trip (every load and save asks): a store without the table fails the query itself.
+        try:
+            cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+            version = cur.fetchone()[0]
+        except psycopg2.Error as exc:
+            if exc.pgcode != _UNDEFINED_TABLE:
+                raise
+            version = 0
         if version == 0:
             raise StoreError(f"database {self.where()} holds no wgfleet state yet (no schema; run wg_backup first)")
         if version > SCHEMA_VERSION:
@@ -401,7 +409,7 @@ class Store:
                 and all(n in latest.interface_digests for n in kept):
             return {n: latest.interface_digests[n] for n in kept}
         # A format-1 snapshot has none: read those interfaces (checked as a load checks them) to make them.
-        _sid, state = self._read(cur, server_id, latest, kept)
+        _sid, state = read_state(self, cur, server_id, latest, kept, current=True)
         return {n: d.state.hex() for n, d in digest_state(self.cipher, server_id, state).items()}
 
     # -- load -------------------------------------------------------------------------------------------------
@@ -425,12 +433,10 @@ class Store:
             self._require_schema(cur)
             snap = self._resolve(cur, server_id, snapshot)
             check_loadable(self.cipher, cur, snap)
-            return self._read(cur, server_id, snap, interfaces)
+            current = snapshot is None or self._latest(cur, server_id).id == snap.id
+            return read_state(self, cur, server_id, snap, interfaces, current)
 
         return self._transaction(work, readonly=True)
-
-    def _read(self, cur, server_id: str, snap: Snapshot, wanted) -> tuple[int, dict[str, Interface]]:
-        return read_state(self, cur, server_id, snap, wanted, lambda: self._latest(cur, server_id))
 
     # -- sync status ------------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from ._secrets import DamagedSecretError, KeyMismatchError, key_id_hex
 from ._store_codec import (
     FORMAT,
     PEER_VALUES,
+    PSK_PARTS_SQL,
     _context,
     _key_input,
     _long_lived,
@@ -30,7 +31,7 @@ from ._store_codec import (
     stored_format,
 )
 from ._store_types import Snapshot, StoreError
-from ._wgconf import Interface
+from ._wgconf import Interface, trusted_interface
 
 
 def check_key(cipher, snap: Snapshot | None) -> None:
@@ -88,13 +89,13 @@ def _copy_peers_out(cur, server_id: str, snap_id: int, names: list[str], latest:
     server's work, and the sink sorts by C loops.
 
     ``latest``: the snapshot is the server's latest, whose rows are exactly the current ones (the partial
-    index ``peers_current``). Fields: interface, position, public key, the codec's PEER_VALUES, preshared key
-    and the row digest (bytea as ``\\\\x<hex>``), or only the digest's length when the sink's snapshot is sealed;
-    NULL is ``\\N``.
+    index ``peers_current``). Fields: interface, position, public key, the codec's PEER_VALUES, the preshared
+    key in three parts (PSK_PARTS_SQL) and the row digest (bytea as ``\\\\x<hex>``), or only the digest's
+    length when the sink's snapshot is sealed; NULL is ``\\N``.
     """
     query = cur.mogrify(
         f"COPY (SELECT interface, position, public_key, {', '.join(PEER_VALUES)},"
-        f" preshared_key, {'octet_length(digest)' if sink.sealed else 'digest'} FROM peers WHERE server_id ="
+        f" {PSK_PARTS_SQL}, {'octet_length(digest)' if sink.sealed else 'digest'} FROM peers WHERE server_id ="
         f" %(server)s AND {_peer_rows_valid(latest)} AND interface = ANY(%(names)s)) TO STDOUT",
         {"server": server_id, "sid": snap_id, "names": names})
     cur.copy_expert(query.decode(psycopg2.extensions.encodings.get(cur.connection.encoding, "utf-8")), sink)
@@ -107,16 +108,23 @@ def _stored_peer_digests(cur, server_id: str, snap_id: int, name: str, latest: b
     return [bytes(row[0]) for row in cur.fetchall()]
 
 
-def read_state(store, cur, server_id: str, snap: Snapshot, wanted, find_latest) -> tuple[int, dict[str, Interface]]:
+def read_state(store, cur, server_id: str, snap: Snapshot, wanted, current: bool) -> tuple[int, dict[str, Interface]]:
     """(snapshot id, interfaces) of ``snap``, every interface or those ``wanted``, checked before returned.
 
-    ``store``: the Store (its cipher opens the keys); ``find_latest()``: the server's latest snapshot, which tells
-    whether ``snap``'s rows are exactly the current ones.
+    ``store``: the Store (its cipher opens the keys); ``current``: ``snap`` is the server's latest, whose rows are
+    exactly the current ones (read through their index).
     """
     sid = snap.id
-    valid = "server_id = %s AND valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"
-    cur.execute(f"SELECT name, settings, digest FROM interfaces WHERE {valid}", (server_id, sid, sid))
-    iface_rows = {name: (settings, bytes(d)) for name, settings, d in cur.fetchall()}
+    # Each interface's settings row with its private key's row (one round trip).
+    cur.execute("SELECT i.name, i.settings, i.digest, k.public_key, k.private_key, k.digest FROM interfaces i"
+                " LEFT JOIN server_keys k ON k.server_id = i.server_id AND k.interface = i.name"
+                " AND k.valid_from <= %(sid)s AND (k.valid_to IS NULL OR k.valid_to > %(sid)s)"
+                " WHERE i.server_id = %(server)s AND i.valid_from <= %(sid)s"
+                " AND (i.valid_to IS NULL OR i.valid_to > %(sid)s)",
+                {"server": server_id, "sid": sid})
+    rows = cur.fetchall()
+    iface_rows = {name: (settings, bytes(d)) for name, settings, d, *_key in rows}
+    key_rows = {row[0]: row[3:] for row in rows if row[4] is not None}
     names = sorted(iface_rows)
     if wanted is not None:
         missing = [n for n in wanted if n not in iface_rows]
@@ -130,10 +138,6 @@ def read_state(store, cur, server_id: str, snap: Snapshot, wanted, find_latest) 
     if sealed and set(iface_rows) != set(snap.interface_digests):
         raise StoreError(f"snapshot {sid} of server {server_id!r} is damaged: its interfaces "
                          f"({', '.join(sorted(iface_rows)) or 'none'}) are not the ones it was saved with")
-    cur.execute(f"SELECT interface, public_key, private_key, digest FROM server_keys WHERE {valid}",
-                (server_id, sid, sid))
-    key_rows = {row[0]: row[1:] for row in cur.fetchall()}
-    latest = find_latest()
 
     def damaged(what: str, why: str):
         return StoreError(f"snapshot {sid} of server {server_id!r}: {what} is damaged: {why}")
@@ -156,7 +160,6 @@ def read_state(store, cur, server_id: str, snap: Snapshot, wanted, find_latest) 
     cipher = store.cipher if snap.key_id is not None else None
     digest = _secrets.digest
     peer_rows = _PeerRows(store, server_id, cipher, sealed, damaged, mismatch)
-    current = latest is not None and latest.id == sid
     with _long_lived():
         _copy_peers_out(cur, server_id, sid, names, current, peer_rows)
         for name in names:
@@ -192,7 +195,9 @@ def read_state(store, cur, server_id: str, snap: Snapshot, wanted, find_latest) 
                     raise damaged(f"interface {name}", "its rows are not the ones the snapshot was saved with "
                                   "(a row added, removed, moved or reordered)")
             try:
-                result[name] = Interface(private_key=private_key, peers=tuple(peers), **settings_json)
+                # Peers a keyed state digest proved (the fast path's) are not checked again.
+                build = trusted_interface if peer_rows.trusted else Interface
+                result[name] = build(private_key=private_key, peers=peers, **settings_json)
             except (WgError, TypeError) as exc:
                 raise damaged(f"interface {name}", str(exc)) from None
     return sid, result

@@ -351,6 +351,29 @@ def test_concurrent_migrations_on_an_empty_database(pg_server, pg_db):
     assert pg_server.admin("SELECT count(*) FROM schema_version", dbname=pg_db) == [(4,)]
 
 
+def test_a_store_of_another_schema_is_refused_and_the_store_stays_usable(pg_server, pg_db, key):
+    """Every load and save checks the schema first: none, older or newer is refused, saying what to do; the
+    refusal leaves the connection usable (the next call, after the fix, works)."""
+    state = {"wg0": make_iface(2)}
+    with Store(pg_server.params(pg_db), KeyCipher.from_base64(key)) as store:
+        for call in (lambda: store.load_state("srv"), lambda: store.save_state("srv", state)):
+            with pytest.raises(StoreError, match=r"holds no wgfleet state yet \(no schema; run wg_backup first\)"):
+                call()
+        store.migrate()
+        store.save_state("srv", state)
+        version = pg_server.admin("SELECT max(version) FROM schema_version", dbname=pg_db)[0][0]
+        pg_server.admin(f"INSERT INTO schema_version (version, description) VALUES ({version + 1}, 'future')",
+                        dbname=pg_db)
+        with pytest.raises(StoreError, match=rf"schema version {version + 1}, newer than this collection knows"):
+            store.load_state("srv")
+        pg_server.admin(f"DELETE FROM schema_version WHERE version >= {version}", dbname=pg_db)
+        with pytest.raises(StoreError, match=rf"schema version {version - 1}, older than this collection's"):
+            store.save_state("srv", state)
+        pg_server.admin(f"INSERT INTO schema_version (version, description) VALUES ({version}, 'back')",
+                        dbname=pg_db)
+        assert store.load_state("srv")[1] == state
+
+
 def test_check_mode_writes_nothing(pg_server, pg_db, key):
     state = {"wg0": make_iface(2)}
     with Store(pg_server.params(pg_db), KeyCipher.from_base64(key)) as s:
