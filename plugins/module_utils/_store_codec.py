@@ -255,12 +255,6 @@ _TRUSTED_BUILD = PEER_VALUES == _FAST_VALUES and \
     {f.name for f in dataclasses.fields(Peer)} == {"public_key", *_FAST_VALUES, "preshared_key"}
 # The length of a format-2 row digest (its format byte and 32 bytes), as a sealed read fetches it.
 _FORMAT_2_LENGTH = "33"
-# A read's preshared key: the sealed value's header, nonce and ciphertext as three hex fields (NULL: three NULLs),
-# so the fast path opens it with no slicing. The general path joins them back into the stored value.
-_HEAD_END = 1 + _secrets.KEY_ID_LEN
-PSK_PARTS_SQL = ", ".join(f"encode(substring(preshared_key from {start}{f' for {length}' if length else ''}), 'hex')"
-                          for start, length in ((1, _HEAD_END), (_HEAD_END + 1, _secrets.NONCE_LEN),
-                                                (_secrets.HEADER_LEN + 1, None)))
 
 
 _COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
@@ -308,10 +302,9 @@ class _PeerRows(CopySink):
     more than the whole read costs it otherwise); ``result()`` puts them in position order.
 
     Fields (see _copy_peers_out): interface, position, public key, allowed IPs, endpoint, keepalive, name,
-    expiry, the preshared key in three parts (PSK_PARTS_SQL), and the row digest when rows are checked one by
-    one, or only its length when the snapshot is sealed (the interface's state digest then proves every row;
-    the length tells a format-2 row). A failure is kept and raised after the COPY (an exception inside it would
-    leave the connection mid-COPY).
+    preshared key, and the row digest when rows are checked one by one, or only its length when the snapshot
+    is sealed (the interface's state digest then proves every row; the length tells a format-2 row). A failure
+    is kept and raised after the COPY (an exception inside it would leave the connection mid-COPY).
     """
 
     def __init__(self, store, server_id: str, row_cipher, sealed: bool, damaged, mismatch):
@@ -354,8 +347,7 @@ class _PeerRows(CopySink):
             if self.error is not None:
                 return 0
             try:
-                iface, pos, key, allowed, endpoint, keepalive, label, expires, _head, nonce, sealed, dig = \
-                    line.split("\t")
+                iface, pos, key, allowed, endpoint, keepalive, label, expires, psk_hex, dig = line.split("\t")
                 # Escaped (the general path unescapes), or an expiry (the digest input's tail): the general path.
                 if dig != _format_2 or ("\\" in label and label != _null) or expires != _null:
                     return general(line)
@@ -363,9 +355,10 @@ class _PeerRows(CopySink):
                     now[:] = iface, self._start(iface)
                 _psk_context, prefix, aad, add_position, add_peer, add_input = now[1]
                 psk = None
-                if nonce != _null:
+                if psk_hex != _null:
+                    blob = _fromhex(psk_hex[3:])
                     try:
-                        psk = decrypt(_fromhex(nonce), _fromhex(sealed), aad + key.encode()).decode()
+                        psk = decrypt(blob[9:21], blob[21:], aad + key.encode()).decode()
                     except Exception:  # not this key's, not sealed, damaged: the general path says which
                         return general(line)
                 allowed = allowed[1:-1]
@@ -389,13 +382,13 @@ class _PeerRows(CopySink):
 
     def _row(self, fields: list, _fromhex=bytes.fromhex) -> None:
         """The general path: any row, checked by its own digest unless the snapshot is sealed, then validated."""
-        iface, pos, key, *columns, head, nonce, sealed, dig = fields
+        iface, pos, key, *columns, psk_hex, dig = fields
         psk_context, _prefix, _aad, add_position, add_peer, add_input = \
             self._now if iface == self._iface else self._start(iface)
         values = row_values(columns)
         # One try per row (free in Python 3.11 unless raised); the message is built only on failure.
         try:
-            psk = None if head == NULL else self.open_psk(_fromhex(head + nonce + sealed), psk_context + key.encode())
+            psk = None if psk_hex == NULL else self.open_psk(_fromhex(psk_hex[3:]), psk_context + key.encode())
         except KeyMismatchError:
             raise self.mismatch(f"peer {key} of interface {iface}") from None
         except DamagedSecretError as exc:
@@ -420,12 +413,8 @@ class _PeerRows(CopySink):
         positions, peers, inputs = self.rows.get(iface, ([], [], []))
         if len(peers) < 2:
             return peers, inputs
-        # Checked, sorted and reordered by C loops (map, sorted, itemgetter): positions are unique within an
-        # interface. Rows saved in one go come in order (PostgreSQL reads them as they were written).
-        numbers = list(map(int, positions))
-        if all(map(operator.lt, numbers, numbers[1:])):
-            return peers, inputs
-        order = sorted(range(len(peers)), key=numbers.__getitem__)
+        # Sorted and reordered by C loops (map, sorted, itemgetter): positions are unique within an interface.
+        order = sorted(range(len(peers)), key=list(map(int, positions)).__getitem__)
         pick = operator.itemgetter(*order)
         return list(pick(peers)), list(pick(inputs))
 

@@ -19,7 +19,6 @@ from ._secrets import DamagedSecretError, KeyMismatchError, key_id_hex
 from ._store_codec import (
     FORMAT,
     PEER_VALUES,
-    PSK_PARTS_SQL,
     _context,
     _key_input,
     _long_lived,
@@ -31,7 +30,7 @@ from ._store_codec import (
     stored_format,
 )
 from ._store_types import Snapshot, StoreError
-from ._wgconf import Interface, trusted_interface
+from ._wgconf import Interface
 
 
 def check_key(cipher, snap: Snapshot | None) -> None:
@@ -89,13 +88,13 @@ def _copy_peers_out(cur, server_id: str, snap_id: int, names: list[str], latest:
     server's work, and the sink sorts by C loops.
 
     ``latest``: the snapshot is the server's latest, whose rows are exactly the current ones (the partial
-    index ``peers_current``). Fields: interface, position, public key, the codec's PEER_VALUES, the preshared
-    key in three parts (PSK_PARTS_SQL) and the row digest (bytea as ``\\\\x<hex>``), or only the digest's
-    length when the sink's snapshot is sealed; NULL is ``\\N``.
+    index ``peers_current``). Fields: interface, position, public key, the codec's PEER_VALUES, preshared key
+    and the row digest (bytea as ``\\\\x<hex>``), or only the digest's length when the sink's snapshot is sealed;
+    NULL is ``\\N``.
     """
     query = cur.mogrify(
         f"COPY (SELECT interface, position, public_key, {', '.join(PEER_VALUES)},"
-        f" {PSK_PARTS_SQL}, {'octet_length(digest)' if sink.sealed else 'digest'} FROM peers WHERE server_id ="
+        f" preshared_key, {'octet_length(digest)' if sink.sealed else 'digest'} FROM peers WHERE server_id ="
         f" %(server)s AND {_peer_rows_valid(latest)} AND interface = ANY(%(names)s)) TO STDOUT",
         {"server": server_id, "sid": snap_id, "names": names})
     cur.copy_expert(query.decode(psycopg2.extensions.encodings.get(cur.connection.encoding, "utf-8")), sink)
@@ -195,9 +194,7 @@ def read_state(store, cur, server_id: str, snap: Snapshot, wanted, current: bool
                     raise damaged(f"interface {name}", "its rows are not the ones the snapshot was saved with "
                                   "(a row added, removed, moved or reordered)")
             try:
-                # Peers a keyed state digest proved (the fast path's) are not checked again.
-                build = trusted_interface if peer_rows.trusted else Interface
-                result[name] = build(private_key=private_key, peers=peers, **settings_json)
+                result[name] = Interface(private_key=private_key, peers=tuple(peers), **settings_json)
             except (WgError, TypeError) as exc:
                 raise damaged(f"interface {name}", str(exc)) from None
     return sid, result

@@ -220,14 +220,6 @@ def trusted_peer(values: dict) -> Peer:
     return peer
 
 
-def trusted_interface(peers, **settings) -> Interface:
-    """An interface whose settings are checked and whose peers are not checked again: each a peer, their keys
-    unique, as a sealed store state proves them (what a save wrote from a validated model)."""
-    iface = Interface(**settings)
-    object.__setattr__(iface, "peers", tuple(peers))
-    return iface
-
-
 def check_unique_allowed_ips(peers, option: str = "peers") -> None:
     """Refuse two peers with the same allowed network: WireGuard gives it to one of them only,
     so the other would differ from the file forever."""
