@@ -27,6 +27,10 @@ class WgModule(AnsibleModule):
         finally:
             self._checking_arguments = False
 
+    def _load_params(self):
+        super()._load_params()
+        _shorten_long_numbers(self.params, self.argument_spec)
+
     def _log_invocation(self):
         # Ansible makes an int of any length from text ('1' * 1_000_000); Python writes none of more than 4300
         # digits, so logging it (here) or returning it (``invocation``) raised a traceback.
@@ -40,6 +44,25 @@ class WgModule(AnsibleModule):
         if self._checking_arguments:
             msg = safe_message(msg)
         super().fail_json(msg=msg, **kwargs)
+
+
+# Python reads no int of more digits from text (``sys.get_int_max_str_digits``); Ansible's int check goes through
+# Decimal, which takes time in the square of the length: a 1 MB string of digits kept the host's CPU for 49 s.
+NUMBER_TEXT_MAX = 4300
+
+
+def _shorten_long_numbers(params: dict, spec: dict) -> None:
+    """Put, in place of a text of more than NUMBER_TEXT_MAX characters given to an int option (or suboption), a short
+    text saying what it was: Ansible's check then refuses it at once, naming the option and quoting no part of it."""
+    for name, option in spec.items():
+        for given in (name, *option.get("aliases", ())):
+            value = params.get(given) if isinstance(params, dict) else None
+            if option.get("type") == "int" and isinstance(value, str) and len(value) > NUMBER_TEXT_MAX:
+                params[given] = f"<a text of {len(value)} characters>"
+            elif option.get("options") and isinstance(value, (list, dict)):
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, dict):
+                        _shorten_long_numbers(item, option["options"])
 
 
 def _numbers(params: dict, prefix: str = ""):

@@ -427,3 +427,21 @@ def test_an_ipv6_pool_covered_by_held_networks_is_full_at_once(tmp_path):
     assert not worker.is_alive(), "still looking for a free address after 20 s"
     assert found[0].get("failed") and found[0]["msg"].startswith("address_pool: no free address left in fd10::/64"), found
     assert conf.read_bytes() == before
+
+
+def test_a_huge_number_is_refused_at_once(config_dir):
+    """Ansible converts an int option's text through Decimal, in time growing with the square of its length: a 1 MB
+    string of digits as ``mtu`` (or a peer's ``persistent_keepalive``) kept the CPU for 49 s before the refusal."""
+    import threading
+
+    found: list = []
+    cases = [(wg_interface, {"name": NAME, "config_dir": str(config_dir), "up": False, "mtu": "1" * 1_000_000}),
+             (wg_peer, {"interface": NAME, "config_dir": str(config_dir),
+                        "peers": [{"public_key": PEER, "persistent_keepalive": "1" * 1_000_000}]})]
+    for module, args in cases:
+        worker = threading.Thread(target=lambda m=module, a=args: found.append(call(m, a)[1]), daemon=True)
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), f"{module.__name__}: still converting after 10 s"
+    for data, option in zip(found, ("mtu", "persistent_keepalive")):
+        assert data.get("failed") and f"'{option}'" in data["msg"] and len(data["msg"]) < 400, data.get("msg", "")[:400]
