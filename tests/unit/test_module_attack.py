@@ -514,9 +514,6 @@ STORE_WHERE = "a key given as the host, socket or database is quoted by _store.S
 KNOWN = {
     **{(m, o): STORE_WHERE for m in ("wg_fleet_info", "wg_rekey", "wg_restore", "wg_retention", "wg_snapshot_info")
        for o in ("login_host", "login_unix_socket", "db")},
-    **{(m, o): "_dbconfig quotes a port, TLS file or server id with repr (a key in full)"
-       for m in ("wg_fleet_info", "wg_rekey", "wg_restore", "wg_retention", "wg_snapshot_info")
-       for o in ("login_port", "ca_cert", "ssl_cert", "ssl_key")},
     ("wg_restore", "snapshot"): "_store_types.parse_snapshot quotes the value with repr (a key in full)",
     ("wg_peer", "config_dir"): "_peers: 'interface: ... does not exist (no DIR/NAME.conf)' quotes the directory in full "
                                "and names interface, not config_dir",
