@@ -88,21 +88,25 @@ def _clear(params: dict, where: str) -> None:
 def run_core(module, action, operation: str | None = None) -> None:
     """Call ``action()`` (the core's work) and exit the module with its result.
 
-    A WgError is the user's to act on: its message goes out as is. Anything
-    else is a bug: the message says what failed and where, the traceback goes
-    to ``exception``. The net under both: every secret key the run handled
+    A WgError is the user's to act on: its message goes out as is, with no
+    traceback. Anything else is a bug: the message says what failed and where,
+    the traceback (keys hidden) goes to ``exception``. The net under both: every secret key the run handled
     (given, read from a file or the device, generated) is taken out of
     whatever leaves here, and Ansible is told to mask it too.
     """
     operation = operation or f"running {module_name(module, sys._getframe(1))}"
     with secret_guard() as secrets:
+        failure = None
         try:
             result = action()
         except WgError as exc:
-            _leave(module, secrets, failed=True, msg=str(exc))
+            failure = {"msg": str(exc)}
         except Exception as exc:
-            _leave(module, secrets, failed=True, msg=describe_unexpected(exc, operation),
-                   exception=scrub_keys(traceback.format_exc()))
+            failure = {"msg": describe_unexpected(exc, operation), "exception": scrub_keys(traceback.format_exc())}
+        if failure is not None:
+            # Out of the except: failing inside it, Ansible adds the traceback being handled (at -vvv) as it is,
+            # with the text of every exception chained to it (an OSError quoting a path with a key in it).
+            _leave(module, secrets, failed=True, **failure)
         if not module._diff:
             result.pop("diff", None)
         _leave(module, secrets, failed=False, **result)

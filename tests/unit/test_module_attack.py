@@ -515,8 +515,6 @@ KNOWN = {
     **{(m, o): STORE_WHERE for m in ("wg_fleet_info", "wg_rekey", "wg_restore", "wg_retention", "wg_snapshot_info")
        for o in ("login_host", "login_unix_socket", "db")},
     ("wg_restore", "snapshot"): "_store_types.parse_snapshot quotes the value with repr (a key in full)",
-    ("wg_peer", "config_dir"): "_peers: 'interface: ... does not exist (no DIR/NAME.conf)' quotes the directory in full "
-                               "and names interface, not config_dir",
     ("wg_peer", "peers"): "Ansible's 'dictionary requested, could not parse JSON or key=value' names no option",
 }
 ATTACK_CASES = list(attack_cases())
