@@ -90,9 +90,10 @@ def run_core(module, action, operation: str | None = None) -> None:
 
     A WgError is the user's to act on: its message goes out as is, with no
     traceback. Anything else is a bug: the message says what failed and where,
-    the traceback (keys hidden) goes to ``exception``. The net under both: every secret key the run handled
-    (given, read from a file or the device, generated) is taken out of
-    whatever leaves here, and Ansible is told to mask it too.
+    the traceback (keys hidden) goes to ``exception``. The net under both:
+    every secret key the run handled (given, read from a file or the device,
+    generated) is taken out of whatever leaves here, and Ansible is told to
+    mask it too.
     """
     operation = operation or f"running {module_name(module, sys._getframe(1))}"
     with secret_guard() as secrets:
