@@ -206,8 +206,8 @@ def main() -> None:
         previous_encryption_key_file={"type": "path"},
     )
     module = WgModule(argument_spec=argument_spec, supports_check_mode=True,
-                       mutually_exclusive=[("encryption_key", "encryption_key_file"),
-                                           ("previous_encryption_key", "previous_encryption_key_file")])
+                      mutually_exclusive=[("encryption_key", "encryption_key_file"),
+                                          ("previous_encryption_key", "previous_encryption_key_file")])
     check_libraries(module)
     run_core(module, lambda: backup(module))
 

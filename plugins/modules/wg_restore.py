@@ -163,7 +163,7 @@ def main() -> None:
         force={"type": "bool", "default": False},
     )
     module = WgModule(argument_spec=argument_spec, supports_check_mode=True,
-                       mutually_exclusive=[("encryption_key", "encryption_key_file")])
+                      mutually_exclusive=[("encryption_key", "encryption_key_file")])
     check_libraries(module)
     run_core(module, lambda: restore(module))
 
