@@ -53,13 +53,13 @@ def check_server_id(option: str, value) -> str:
         raise WgValueError(f"{option}: must not be empty")
     check_setting(option, value, max_len=SERVER_ID_MAX)
     if value.strip() != value:
-        raise WgValueError(f"{option}: {value!r} starts or ends with a space")
+        raise WgValueError(f"{option}: {shown(value)} starts or ends with a space")
     return value
 
 
 def _check_int(option: str, value, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise WgValueError(f"{option}: {value!r} is not a whole number from {low} to {high}")
+        raise WgValueError(f"{option}: {shown(value)} is not a whole number from {low} to {high}")
     return value
 
 
@@ -191,12 +191,12 @@ class DatabaseSettings:
             raise WgValueError(f"{name('dbname')}: must not be empty")
         _check_int(name("connect_timeout"), self.connect_timeout, 0, 86400)
         if self.sslmode not in SSL_MODES:
-            raise WgValueError(f"{name('sslmode')}: {self.sslmode!r} is not one of {', '.join(SSL_MODES)}")
+            raise WgValueError(f"{name('sslmode')}: {shown(self.sslmode)} is not one of {', '.join(SSL_MODES)}")
         for tls_file in ("sslrootcert", "sslcert", "sslkey"):
             path = getattr(self, tls_file)
             # libpq takes "system" for the system's certificate authorities.
             if path and not (tls_file == "sslrootcert" and path == "system") and not os.access(path, os.R_OK):
-                raise WgValueError(f"{name(tls_file)}: {path!r} cannot be read")
+                raise WgValueError(f"{name(tls_file)}: {shown(path)} cannot be read")
 
     def option(self, field_name: str) -> str:
         return self.names.get(field_name, field_name)

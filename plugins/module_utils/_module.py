@@ -27,6 +27,10 @@ class WgModule(AnsibleModule):
         finally:
             self._checking_arguments = False
 
+    def _load_params(self):
+        super()._load_params()
+        _shorten_long_numbers(self.params, self.argument_spec)
+
     def _log_invocation(self):
         # Ansible makes an int of any length from text ('1' * 1_000_000); Python writes none of more than 4300
         # digits, so logging it (here) or returning it (``invocation``) raised a traceback.
@@ -40,6 +44,25 @@ class WgModule(AnsibleModule):
         if self._checking_arguments:
             msg = safe_message(msg)
         super().fail_json(msg=msg, **kwargs)
+
+
+# Python reads no int of more digits from text (``sys.get_int_max_str_digits``); Ansible's int check goes through
+# Decimal, which takes time in the square of the length: a 1 MB string of digits kept the host's CPU for 49 s.
+NUMBER_TEXT_MAX = 4300
+
+
+def _shorten_long_numbers(params: dict, spec: dict) -> None:
+    """Put, in place of a text of more than NUMBER_TEXT_MAX characters given to an int option (or suboption), a short
+    text saying what it was: Ansible's check then refuses it at once, naming the option and quoting no part of it."""
+    for name, option in spec.items():
+        for given in (name, *option.get("aliases", ())):
+            value = params.get(given) if isinstance(params, dict) else None
+            if option.get("type") == "int" and isinstance(value, str) and len(value) > NUMBER_TEXT_MAX:
+                params[given] = f"<a text of {len(value)} characters>"
+            elif option.get("options") and isinstance(value, (list, dict)):
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, dict):
+                        _shorten_long_numbers(item, option["options"])
 
 
 def _numbers(params: dict, prefix: str = ""):
@@ -65,21 +88,26 @@ def _clear(params: dict, where: str) -> None:
 def run_core(module, action, operation: str | None = None) -> None:
     """Call ``action()`` (the core's work) and exit the module with its result.
 
-    A WgError is the user's to act on: its message goes out as is. Anything
-    else is a bug: the message says what failed and where, the traceback goes
-    to ``exception``. The net under both: every secret key the run handled
-    (given, read from a file or the device, generated) is taken out of
-    whatever leaves here, and Ansible is told to mask it too.
+    A WgError is the user's to act on: its message goes out as is, with no
+    traceback. Anything else is a bug: the message says what failed and where,
+    the traceback (keys hidden) goes to ``exception``. The net under both:
+    every secret key the run handled (given, read from a file or the device,
+    generated) is taken out of whatever leaves here, and Ansible is told to
+    mask it too.
     """
     operation = operation or f"running {module_name(module, sys._getframe(1))}"
     with secret_guard() as secrets:
+        failure = None
         try:
             result = action()
         except WgError as exc:
-            _leave(module, secrets, failed=True, msg=str(exc))
+            failure = {"msg": str(exc)}
         except Exception as exc:
-            _leave(module, secrets, failed=True, msg=describe_unexpected(exc, operation),
-                   exception=scrub_keys(traceback.format_exc()))
+            failure = {"msg": describe_unexpected(exc, operation), "exception": scrub_keys(traceback.format_exc())}
+        if failure is not None:
+            # Out of the except: failing inside it, Ansible adds the traceback being handled (at -vvv) as it is,
+            # with the text of every exception chained to it (an OSError quoting a path with a key in it).
+            _leave(module, secrets, failed=True, **failure)
         if not module._diff:
             result.pop("diff", None)
         _leave(module, secrets, failed=False, **result)

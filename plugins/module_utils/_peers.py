@@ -321,7 +321,8 @@ class FileBackend:
         existing = None if original is None else parse(original, source=self.path)
         if existing is None:
             raise WgValueError(
-                f"interface: {self.interface!r} does not exist (no {self.path}); create it with wg_interface first"
+                f"interface: {self.interface!r} does not exist (no file {shown(self.path)} in config_dir); "
+                "create it with wg_interface first"
             )
         live = _device.read_dump(self.interface)
         specs, extra = prepare_specs(existing, specs, self.address_pool, live, self.now)

@@ -142,8 +142,6 @@ interfaces:
   sample: {"wg0": {"public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "peers": 129, "live_only_peers": 1}}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ..module_utils._backup import DeviceSource, capture
 from ..module_utils._db_module import (
     check_libraries,
@@ -153,12 +151,12 @@ from ..module_utils._db_module import (
     server_id,
 )
 from ..module_utils._keys import public_key
-from ..module_utils._module import run_core
+from ..module_utils._module import WgModule, run_core
 from ..module_utils._secrets import make_cipher
 from ..module_utils._store_schema import SCHEMA_VERSION
 
 
-def schema_only(module: AnsibleModule) -> dict:
+def schema_only(module: WgModule) -> dict:
     with open_store(module.params) as store:
         before = store.schema_version()
         changed = before < SCHEMA_VERSION
@@ -167,7 +165,7 @@ def schema_only(module: AnsibleModule) -> dict:
     return {"changed": changed, "schema_version": {"before": before, "after": SCHEMA_VERSION}}
 
 
-def backup(module: AnsibleModule) -> dict:
+def backup(module: WgModule) -> dict:
     params = module.params
     if params["schema_only"]:
         return schema_only(module)
@@ -207,9 +205,9 @@ def main() -> None:
         previous_encryption_key={"type": "str", "no_log": True},
         previous_encryption_key_file={"type": "path"},
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[("encryption_key", "encryption_key_file"),
-                                               ("previous_encryption_key", "previous_encryption_key_file")])
+    module = WgModule(argument_spec=argument_spec, supports_check_mode=True,
+                      mutually_exclusive=[("encryption_key", "encryption_key_file"),
+                                          ("previous_encryption_key", "previous_encryption_key_file")])
     check_libraries(module)
     run_core(module, lambda: backup(module))
 

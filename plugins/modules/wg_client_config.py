@@ -153,14 +153,12 @@ changes:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ..module_utils._client import ClientRequest, client_config
-from ..module_utils._module import run_core
+from ..module_utils._module import WgModule, run_core
 
 
 def main():
-    module = AnsibleModule(
+    module = WgModule(
         argument_spec={
             "name": {"type": "str", "required": True},
             "dest_dir": {"type": "path", "required": True},

@@ -101,14 +101,12 @@ checked_at:
   sample: "2026-05-01T12:00:15.501+00:00"
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ..module_utils._db_module import check_libraries, database_argument_spec, open_store
 from ..module_utils._fleet import fleet_info
-from ..module_utils._module import run_core
+from ..module_utils._module import WgModule, run_core
 
 
-def fleet(module: AnsibleModule) -> dict:
+def fleet(module: WgModule) -> dict:
     params = module.params
     with open_store(params, cipher=None) as store:
         found = fleet_info(store, params["interval"], params["stale_intervals"], params["servers"])
@@ -119,7 +117,7 @@ def main() -> None:
     argument_spec = database_argument_spec()
     argument_spec.update(interval={"type": "float", "default": 60.0}, stale_intervals={"type": "float", "default": 3.0},
                          servers={"type": "list", "elements": "str"})
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = WgModule(argument_spec=argument_spec, supports_check_mode=True)
     check_libraries(module)
     run_core(module, lambda: fleet(module))
 

@@ -76,14 +76,12 @@ counts:
   sample: {"interfaces": 2, "running": 2, "peers": 130, "recent_handshakes": 12}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ..module_utils._hostinfo import DEFAULT_RECENT_HANDSHAKE, interface_info
-from ..module_utils._module import run_core
+from ..module_utils._module import WgModule, run_core
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={
+    module = WgModule(argument_spec={
         "config_dir": {"type": "path", "default": "/etc/wireguard"},
         "interfaces": {"type": "list", "elements": "str"},
         "recent_handshake": {"type": "int", "default": DEFAULT_RECENT_HANDSHAKE},

@@ -137,16 +137,14 @@ plain_snapshots:
   sample: 0
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ..module_utils._db_module import check_libraries, database_argument_spec, key_argument_spec, open_store
 from ..module_utils._dbconfig import check_server_id
-from ..module_utils._module import run_core
+from ..module_utils._module import WgModule, run_core
 from ..module_utils._rekey import check_keys, rekey_server
 from ..module_utils._secrets import make_cipher
 
 
-def rekey(module: AnsibleModule) -> dict:
+def rekey(module: WgModule) -> dict:
     params = module.params
     source_id = check_server_id("server_id", params["server_id"])
     new = make_cipher(params["encryption_key"], params["encryption_key_file"])
@@ -166,11 +164,11 @@ def main() -> None:
         previous_encryption_key={"type": "str", "no_log": True},
         previous_encryption_key_file={"type": "path"},
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[("encryption_key", "encryption_key_file"),
-                                               ("previous_encryption_key", "previous_encryption_key_file")],
-                           required_one_of=[("encryption_key", "encryption_key_file"),
-                                            ("previous_encryption_key", "previous_encryption_key_file")])
+    module = WgModule(argument_spec=argument_spec, supports_check_mode=True,
+                      mutually_exclusive=[("encryption_key", "encryption_key_file"),
+                                          ("previous_encryption_key", "previous_encryption_key_file")],
+                      required_one_of=[("encryption_key", "encryption_key_file"),
+                                       ("previous_encryption_key", "previous_encryption_key_file")])
     check_libraries(module)
     run_core(module, lambda: rekey(module))
 

@@ -118,8 +118,6 @@ interfaces:
            "applied": "up", "peers_added_live": [], "peers_removed_live": []}}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ..module_utils._backup import apply_restore, check_config_dir, observe, plan_restore
 from ..module_utils._db_module import (
     check_libraries,
@@ -129,11 +127,11 @@ from ..module_utils._db_module import (
     server_id,
 )
 from ..module_utils._dbconfig import USE_RESTORE
-from ..module_utils._module import run_core
+from ..module_utils._module import WgModule, run_core
 from ..module_utils._store_types import parse_snapshot
 
 
-def restore(module: AnsibleModule) -> dict:
+def restore(module: WgModule) -> dict:
     params = module.params
     source_id = server_id(params)
     snapshot = parse_snapshot(params["snapshot"])
@@ -164,8 +162,8 @@ def main() -> None:
         apply={"type": "bool", "default": False},
         force={"type": "bool", "default": False},
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[("encryption_key", "encryption_key_file")])
+    module = WgModule(argument_spec=argument_spec, supports_check_mode=True,
+                      mutually_exclusive=[("encryption_key", "encryption_key_file")])
     check_libraries(module)
     run_core(module, lambda: restore(module))
 

@@ -95,14 +95,12 @@ totals:
   sample: {"deleted_snapshots": 332, "kept": 80, "interfaces": 0, "server_keys": 0, "peers": 3310}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ..module_utils._db_module import check_libraries, database_argument_spec, open_store
-from ..module_utils._module import run_core
+from ..module_utils._module import WgModule, run_core
 from ..module_utils._retention import HISTORY_TABLES, Policy, prune
 
 
-def retention(module: AnsibleModule) -> dict:
+def retention(module: WgModule) -> dict:
     params = module.params
     policy = Policy(params["keep_days"], params["keep_latest"], params["daily_days"])
     with open_store(params, cipher=None) as store:
@@ -118,7 +116,7 @@ def main() -> None:
     argument_spec.update(keep_days={"type": "int", "required": True}, keep_latest={"type": "int", "default": 10},
                          daily_days={"type": "int", "default": 0}, servers={"type": "list", "elements": "str"},
                          batch_size={"type": "int", "default": 5000})
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = WgModule(argument_spec=argument_spec, supports_check_mode=True)
     check_libraries(module)
     run_core(module, lambda: retention(module))
 

@@ -74,14 +74,12 @@ snapshots:
             "peers": 130, "peer_rows_written": 1, "encrypted": true}]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ..module_utils._db_module import check_libraries, database_argument_spec, open_store, server_id
 from ..module_utils._fleet import snapshot_info
-from ..module_utils._module import run_core
+from ..module_utils._module import WgModule, run_core
 
 
-def snapshots(module: AnsibleModule) -> dict:
+def snapshots(module: WgModule) -> dict:
     params = module.params
     source_id = server_id(params)
     with open_store(params, cipher=None) as store:
@@ -93,7 +91,7 @@ def main() -> None:
     argument_spec = database_argument_spec()
     argument_spec.update(server_id={"type": "str"}, since={"type": "str"}, until={"type": "str"},
                          limit={"type": "int"})
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = WgModule(argument_spec=argument_spec, supports_check_mode=True)
     check_libraries(module)
     run_core(module, lambda: snapshots(module))
 

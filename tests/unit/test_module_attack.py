@@ -8,16 +8,24 @@ output; and in the end the file still reads back (with wg-quick's own
 from __future__ import annotations
 
 import contextlib
+import importlib
+import inspect
 import io
 import json
 import os
+import pkgutil
 import re
 import shutil
 import subprocess
+import traceback
+from unittest import mock
 
 import pytest
+from ansible.module_utils._internal import _traceback
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.wgfleet.wireguard.plugins import modules as modules_package
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._values import FORBIDDEN
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import (
     INTERFACE_SETTINGS,
@@ -27,7 +35,7 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgconf import (
 )
 from ansible_collections.wgfleet.wireguard.plugins.modules import wg_interface, wg_peer
 from tests.helpers.keys import PEER_B as PEER
-from tests.helpers.keys import PSK
+from tests.helpers.keys import PSK, new_key
 from tests.helpers.keys import SERVER_KEY as KEY
 
 NAME = "wgattack0"
@@ -427,3 +435,181 @@ def test_an_ipv6_pool_covered_by_held_networks_is_full_at_once(tmp_path):
     assert not worker.is_alive(), "still looking for a free address after 20 s"
     assert found[0].get("failed") and found[0]["msg"].startswith("address_pool: no free address left in fd10::/64"), found
     assert conf.read_bytes() == before
+
+
+# --- every option of every module, the options read from the module's own argument spec --------------------------
+
+MODULE_NAMES = sorted(m.name for m in pkgutil.iter_modules(modules_package.__path__))
+PASSWORD = "pw-attack-7Hq2"  # the database password every run is given: it must never come out
+STORE_KEYS = (new_key(), new_key())  # wg_rekey's two encryption keys (any 32 bytes): neither may come out either
+DB = {"login_host": "127.0.0.1", "login_port": 1, "connect_timeout": 2, "login_password": PASSWORD}
+
+
+class _Made(Exception):
+    """Raised in place of AnsibleModule's work once main() has said how it makes its module."""
+
+
+def made_with(module) -> dict:
+    """The class of module ``module.main()`` makes and the arguments it makes it with (its argument spec...)."""
+    seen: dict = {}
+    original = AnsibleModule.__init__
+
+    def record(self, *args, **kwargs):
+        seen.update(inspect.signature(original).bind(self, *args, **kwargs).arguments, cls=type(self))
+        raise _Made
+
+    with mock.patch.object(AnsibleModule, "__init__", record), contextlib.suppress(_Made):
+        module.main()
+    return seen
+
+
+def base_args(name: str, config_dir, tmp_path) -> dict:
+    """Arguments that pass every check of module ``name`` (a database one then fails at connecting)."""
+    spec = made_with(importlib.import_module(f"{modules_package.__name__}.{name}"))["argument_spec"]
+    args = dict(DB) if "login_host" in spec else {}
+    if "config_dir" in spec:
+        args["config_dir"] = str(config_dir)
+    if "server_id" in spec:
+        args["server_id"] = "srv-attack"
+    args.update({
+        "wg_interface": {"name": NAME, "up": False},
+        "wg_peer": {"interface": NAME, "public_key": PEER},
+        "wg_client_config": {"name": "alice", "dest_dir": str(tmp_path / "clients"), "address": ["10.10.0.5/32"],
+                             "server_public_key": PEER, "endpoint": "vpn.example.com:51820", "qr_code": False},
+        "wg_rekey": {"encryption_key": STORE_KEYS[0], "previous_encryption_key": STORE_KEYS[1]},
+        "wg_retention": {"keep_days": 30},
+    }.get(name, {}))
+    return args
+
+
+def hostile_values(spec: dict) -> list:
+    """Every line break, NUL and other controls (inside a value of the option's kind), 1 MB, a private key, empty
+    and blank values, and each type the option does not take."""
+    kind = spec.get("type", "str")
+    good = "1{}2" if kind in ("int", "float") else "a{}b"
+    values = [good.format(char) for char in LINE_BREAKS + CONTROLS]
+    values += ["a" * 1_000_000, KEY, "", " ", "\t"]
+    if kind in ("int", "float", "raw"):
+        values.append("1" * 1_000_000)
+    if kind == "list":
+        values += [[value] for value in values]
+    else:
+        values.append(["a"])
+    values += [v for k, v in (("dict", {"a": 1}), ("bool", True), ("bool", False), ("float", 1.5)) if k != kind]
+    return values
+
+
+def attack_cases():
+    for name in MODULE_NAMES:
+        spec = made_with(importlib.import_module(f"{modules_package.__name__}.{name}"))["argument_spec"]
+        for option, option_spec in spec.items():
+            yield name, option, None, option_spec
+            for sub, sub_spec in (option_spec.get("options") or {}).items():
+                yield name, option, sub, sub_spec
+
+
+# Defects this test found that are left to fix, each where it lives (strict: the case fails the run once fixed, so
+# that its entry is taken out here).
+STORE_WHERE = "a key given as the host, socket or database is quoted by _store.Store.where() in 'cannot connect'"
+KNOWN = {
+    **{(m, o): STORE_WHERE for m in ("wg_fleet_info", "wg_rekey", "wg_restore", "wg_retention", "wg_snapshot_info")
+       for o in ("login_host", "login_unix_socket", "db")},
+    ("wg_restore", "snapshot"): "_store_types.parse_snapshot quotes the value with repr (a key in full)",
+    ("wg_peer", "peers"): "Ansible's 'dictionary requested, could not parse JSON or key=value' names no option",
+}
+ATTACK_CASES = list(attack_cases())
+ATTACK_PARAMS = [pytest.param(n, o, s, spec, id=f"{n}-{o}{'.' + s if s else ''}",
+                              marks=[pytest.mark.xfail(strict=True, reason=KNOWN[n, o])] if (n, o) in KNOWN and not s
+                              else [])
+                 for n, o, s, spec in ATTACK_CASES]
+
+
+def run_main(module, args) -> tuple[str, dict]:
+    """``module.main()`` run as Ansible runs it (tracebacks asked for, as at -vvv); a Python exception out of main()
+    is Ansible's "MODULE FAILURE"."""
+    _traceback._module_tracebacks_enabled_events = None  # ansible-core keeps the first module's setting
+    out = io.StringIO()
+    args = {**args, "_ansible_tracebacks_for": ["error", "warning", "deprecated"]}
+    try:
+        with patch_module_args(args), contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+            module.main()
+    except Exception:
+        return traceback.format_exc(), {"failed": True, "msg": "MODULE FAILURE", "exception": traceback.format_exc()}
+    text = out.getvalue()
+    return text, json.loads(text[text.index("{"):])
+
+
+def what_is_wrong(name, option, sub, value, text, data) -> list[str]:
+    msg = str(data.get("msg", ""))
+    where = f"{name} {option}{'.' + sub if sub else ''}={value!r:.40}"
+    wrong = []
+    if crashed(msg, data) or "MODULE FAILURE" in msg:
+        wrong.append(f"{where}: a crash: {msg[:200]!r} {str(data.get('exception'))[-300:]!r}")
+    # A refusal quotes no key (the message, ``exception``); an accepted value may come back as given (a path in the
+    # result; ``invocation``, Ansible's echo of the arguments). The secrets given as such are masked everywhere.
+    told = f"{msg} {data.get('exception', '')}"
+    for secret in (KEY, PSK):
+        if data.get("failed") and secret[:30] in told:
+            wrong.append(f"{where}: a key in the refusal")
+    for secret in (PASSWORD, *STORE_KEYS):
+        if secret in text:
+            wrong.append(f"{where}: a secret given as such in the output")
+    if data.get("failed"):
+        connecting = msg.startswith("cannot connect to PostgreSQL at ")
+        # Ansible masks a no_log option's value wherever it occurs: ' ' or 'a' cuts every word of the message.
+        masked = "********" in msg
+        if not connecting and not masked and not re.search(rf"(^|\W){re.escape(sub or option)}(\W|$)", msg):
+            wrong.append(f"{where}: the message does not name the option: {msg[:200]!r}")
+        if len(msg) > 400 or FORBIDDEN.search(msg):
+            wrong.append(f"{where}: the message is not shown safely ({len(msg)} characters): {msg[:200]!r}")
+    return wrong
+
+
+@pytest.mark.parametrize(("name", "option", "sub", "spec"), ATTACK_PARAMS)
+def test_every_option_of_every_module_refuses_hostile_values_cleanly(name, option, sub, spec, config_dir, tmp_path,
+                                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    module = importlib.import_module(f"{modules_package.__name__}.{name}")
+    base = base_args(name, config_dir, tmp_path)
+    wrong = []
+    for value in hostile_values(spec):
+        args = dict(base)
+        if sub is None:
+            args[option] = value
+        else:  # one item of a list of dicts (wg_peer's peers), its required suboptions given
+            required = {s: PEER for s, s_spec in spec_of(module)[option]["options"].items() if s_spec.get("required")}
+            args.pop("public_key", None)
+            args[option] = [{**required, sub: value}]
+        text, data = run_main(module, args)
+        wrong += what_is_wrong(name, option, sub, value, text, data)
+    assert not wrong, "\n".join(wrong[:20])
+
+
+def spec_of(module) -> dict:
+    return made_with(module)["argument_spec"]
+
+
+def test_a_huge_number_is_refused_at_once(config_dir):
+    """Ansible converts an int option's text through Decimal, in time growing with the square of its length: a 1 MB
+    string of digits as ``mtu`` (or a peer's ``persistent_keepalive``) kept the CPU for 49 s before the refusal."""
+    import threading
+
+    found: list = []
+    cases = [(wg_interface, {"name": NAME, "config_dir": str(config_dir), "up": False, "mtu": "1" * 1_000_000}),
+             (wg_peer, {"interface": NAME, "config_dir": str(config_dir),
+                        "peers": [{"public_key": PEER, "persistent_keepalive": "1" * 1_000_000}]})]
+    for module, args in cases:
+        worker = threading.Thread(target=lambda m=module, a=args: found.append(call(m, a)[1]), daemon=True)
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), f"{module.__name__}: still converting after 10 s"
+    for data, option in zip(found, ("mtu", "persistent_keepalive")):
+        assert data.get("failed") and f"'{option}'" in data["msg"] and len(data["msg"]) < 400, data.get("msg", "")[:400]
+
+
+@pytest.mark.parametrize("name", MODULE_NAMES)
+def test_every_module_checks_its_arguments_through_wgmodule(name):
+    """WgModule keeps keys and huge values out of Ansible's own argument errors; a module made another way does not."""
+    from ansible_collections.wgfleet.wireguard.plugins.module_utils._module import WgModule
+
+    assert issubclass(made_with(importlib.import_module(f"{modules_package.__name__}.{name}"))["cls"], WgModule)
