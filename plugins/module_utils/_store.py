@@ -38,19 +38,20 @@ except ImportError as exc:  # the modules report missing_required_lib()
 
 from . import _secrets
 from ._dbconfig import check_server_id
-from ._errors import WgValueError, scrub_keys
+from ._errors import scrub_keys
 from ._secrets import KeyCipher, key_id_hex
 from ._store_codec import FORMAT, digest_state
 from ._store_load import check_key, check_loadable, read_state
 from ._store_plan import check_guard, plan_save
 from ._store_schema import LOCK_CLASS, MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION
-from ._store_types import SaveResult, Snapshot, StoreError, parse_snapshot, parse_timestamp
+from ._store_types import SaveResult, Snapshot, StoreError, not_a_snapshot, parse_snapshot, parse_timestamp
 from ._store_write import write_save
 from ._values import check_ifname
 from ._wgconf import Interface
 
 # sync_status.error is for people: long enough for any message of ours, short enough for a table row.
 ERROR_MAX = 2000
+WHERE_MAX = 200  # the server and database a message names
 _UNDEFINED_TABLE = "42P01"  # SQLSTATE undefined_table
 
 
@@ -72,12 +73,16 @@ class Store:
         params = self.conn_params
         if "dsn" in params and "host" not in params:
             return "the server named by the dsn"  # a dsn may hold a password: never shown
-        hosts = str(params.get("host") or "the default socket").split(",")
+        # Given by the user: a key given as a host or the database by mistake is not quoted (each part scrubbed
+        # alone: a key after a '/' or ':' is one too), nor a 1 MB value.
+        hosts = [scrub_keys(h) for h in str(params.get("host") or "the default socket").split(",")]
         ports = str(params.get("port") or 5432).split(",")
         if len(ports) != len(hosts):
             ports = ports[:1] * len(hosts)
         where = ", ".join(f"{h}:{p}" for h, p in zip(hosts, ports))
-        return f"{where}/{params.get('dbname') or '?'}" if len(hosts) == 1 else f"({where})/{params.get('dbname') or '?'}"
+        dbname = scrub_keys(str(params.get("dbname") or "?"))
+        where = f"{where}/{dbname}" if len(hosts) == 1 else f"({where})/{dbname}"
+        return where if len(where) <= WHERE_MAX else f"{where[:WHERE_MAX]}... ({len(where)} characters)"
 
     def server(self) -> str:
         """The host and port this connection took (with several hosts: the one libpq chose)."""
@@ -282,7 +287,7 @@ class Store:
                 raise StoreError(self._not_visible(cur, server_id)
                                  or f"snapshot: server {server_id!r} has no snapshot taken at or before {snapshot}")
             return self._snapshot_from_row(row)
-        raise WgValueError(f"snapshot: {snapshot!r} is neither a snapshot id nor an ISO 8601 time")
+        raise not_a_snapshot(snapshot)
 
     def list_snapshots(self, server_id: str) -> list[Snapshot]:
         check_server_id("server_id", server_id)

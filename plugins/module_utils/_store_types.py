@@ -9,7 +9,7 @@ import dataclasses
 import datetime
 import re
 
-from ._errors import WgError, WgValueError
+from ._errors import WgError, WgValueError, shown
 
 
 class StoreError(WgError):
@@ -46,6 +46,12 @@ class Snapshot:
 _BIGINT_MAX = (1 << 63) - 1
 
 
+def not_a_snapshot(value) -> WgValueError:
+    """The refusal of a ``snapshot`` value (quoted safely: a key given there by mistake is not shown)."""
+    return WgValueError(f"snapshot: {shown(value)} is neither a snapshot id nor an ISO 8601 time "
+                        "(e.g. 2024-05-01T12:00:00Z)")
+
+
 def parse_timestamp(value: str) -> datetime.datetime:
     text = value.strip()
     if text.endswith(("Z", "z")):
@@ -53,9 +59,7 @@ def parse_timestamp(value: str) -> datetime.datetime:
     try:
         when = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise WgValueError(
-            f"snapshot: {value!r} is neither a snapshot id nor an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)"
-        ) from None
+        raise not_a_snapshot(value) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)  # documented: a time without offset is UTC
     return when
@@ -70,13 +74,12 @@ def parse_snapshot(value) -> int | str | None:
     elif isinstance(value, str):
         text = value.strip()
     else:
-        raise WgValueError(f"snapshot: {value!r} is neither a snapshot id nor an ISO 8601 time")
+        raise not_a_snapshot(value)
     if re.fullmatch(r"[0-9]+", text, re.ASCII):
         if len(text) > 19 or int(text) > _BIGINT_MAX:
             raise WgValueError(f"snapshot: {text[:25]!r} is too large for a snapshot id")
         return int(text)
     if len(text) > 64 or not text.isprintable():
-        raise WgValueError(f"snapshot: {text[:40]!r} is neither a snapshot id nor an ISO 8601 time "
-                           "(e.g. 2024-05-01T12:00:00Z)")
+        raise not_a_snapshot(text)
     parse_timestamp(text)  # refused here, with the option named, rather than by the database
     return text

@@ -510,11 +510,7 @@ def attack_cases():
 
 # Defects this test found that are left to fix, each where it lives (strict: the case fails the run once fixed, so
 # that its entry is taken out here).
-STORE_WHERE = "a key given as the host, socket or database is quoted by _store.Store.where() in 'cannot connect'"
 KNOWN = {
-    **{(m, o): STORE_WHERE for m in ("wg_fleet_info", "wg_rekey", "wg_restore", "wg_retention", "wg_snapshot_info")
-       for o in ("login_host", "login_unix_socket", "db")},
-    ("wg_restore", "snapshot"): "_store_types.parse_snapshot quotes the value with repr (a key in full)",
     ("wg_peer", "peers"): "Ansible's 'dictionary requested, could not parse JSON or key=value' names no option",
 }
 ATTACK_CASES = list(attack_cases())
