@@ -164,3 +164,67 @@ def test_rows_moved_removed_or_added_by_sql_are_refused(store, pg_server, pg_db)
     pg_server.admin("DELETE FROM peers WHERE public_key = %s", dbname=pg_db, params=(first,))
     with pytest.raises(StoreError, match="interface wg0 is damaged"):
         store.load_state("srv")
+
+
+PEER_ROW = ("server_id, interface, public_key, valid_from, valid_to, position, allowed_ips, endpoint,"
+            " persistent_keepalive, name, preshared_key, digest, expires")
+
+
+@pytest.mark.parametrize("sql", [
+    *(f"UPDATE peers SET preshared_key = substring(preshared_key from 1 for {n}) WHERE server_id = 'srv' AND public_key = %(key)s"
+      for n in (0, 5, 9, 15, 21, 36)),
+    # Another key's id in the header; the nonce changed; a plain-text value under an encrypting store.
+    "UPDATE peers SET preshared_key = overlay(preshared_key placing '\\x0102030405060708'::bytea from 2)"
+    " WHERE server_id = 'srv' AND public_key = %(key)s",
+    "UPDATE peers SET preshared_key = overlay(preshared_key placing '\\x00'::bytea from 12)"
+    " WHERE server_id = 'srv' AND public_key = %(key)s",
+    "UPDATE peers SET preshared_key = '\\x00'::bytea || convert_to(%(psk)s, 'UTF8') WHERE server_id = 'srv' AND public_key = %(key)s",
+    # The server's key row gone, or another interface's key; the interface's row gone (its peers stay).
+    "DELETE FROM server_keys WHERE server_id = 'srv' AND interface = 'wg0'",
+    "UPDATE server_keys SET private_key = (SELECT private_key FROM server_keys WHERE server_id = 'srv' AND interface = 'wg1')"
+    " WHERE server_id = 'srv' AND interface = 'wg0'",
+    "DELETE FROM interfaces WHERE server_id = 'srv' AND name = 'wg0'",
+    # Text COPY escapes or that no peer may hold, set behind the model's back.
+    "UPDATE peers SET expires = E'2030-01-01T00:00:00Z\\n' WHERE server_id = 'srv' AND public_key = %(key)s",
+    "UPDATE peers SET expires = repeat('9', 1000000) WHERE server_id = 'srv' AND public_key = %(key)s",
+    "UPDATE peers SET name = E'a\\nb\\tc\\\\d' WHERE server_id = 'srv' AND public_key = %(key)s",
+    # A second current row of the same peer.
+    f"INSERT INTO peers ({PEER_ROW}) SELECT server_id, interface, public_key, 0, valid_to, position + 1, allowed_ips,"
+    " endpoint, persistent_keepalive, name, preshared_key, digest, expires FROM peers WHERE server_id = 'srv' AND public_key = %(key)s",
+])
+def test_rows_forged_by_sql_are_refused_without_a_key_and_the_store_goes_on(store, pg_server, pg_db, sql):
+    """A hostile writer of the database: every forgery is a StoreError (no other exception, no state), short,
+    naming no key in any form, and the same store then loads an untouched server."""
+    peers = tuple(Peer(public_key=base64.b64encode(bytes([i]) * 32).decode(), allowed_ips=(f"10.8.0.{i}/32",),
+                       preshared_key=base64.b64encode(bytes([200 + i]) * 32).decode(), name=f"peer {i}")
+                  for i in range(1, 5))
+    wg1_key = base64.b64encode(bytes(range(32, 64))).decode()
+    state = {"wg0": Interface(private_key=SERVER_KEY, listen_port=51820, peers=peers),
+             "wg1": Interface(private_key=wg1_key, listen_port=51821)}
+    store.save_state("srv", state)
+    store.save_state("untouched", state)
+    victim = peers[1]
+    pg_server.admin(sql, dbname=pg_db, params={"key": victim.public_key, "psk": victim.preshared_key})
+    with pytest.raises(StoreError) as failure:
+        store.load_state("srv")
+    message = str(failure.value)
+    # Damaged, or (a header naming another key) not this key's: the general path's word for the row.
+    assert "snapshot 1 of server 'srv'" in message and ("damaged" in message or "does not match" in message), \
+        message[:300]
+    assert len(message) < 500, len(message)
+    for secret in [SERVER_KEY, wg1_key, *(p.preshared_key for p in peers)]:
+        raw = base64.b64decode(secret)
+        for form in (secret, secret[:20], raw.hex(), raw.hex()[:20]):
+            assert form not in message, "a key in the refusal"
+    assert store.load_state("untouched")[1] == state
+
+
+def test_a_store_without_the_key_or_with_another_refuses_and_names_no_key(store, pg_server, pg_db):
+    peers = (Peer(public_key=base64.b64encode(bytes([9]) * 32).decode(), allowed_ips=("10.8.1.9/32",),
+                  preshared_key=base64.b64encode(bytes([99]) * 32).decode()),)
+    store.save_state("srv", {"wg0": Interface(private_key=SERVER_KEY, peers=peers)})
+    for cipher, expected in ((None, "is encrypted: give its encryption_key"),
+                             (KeyCipher.from_base64(generate_key()), "encryption_key does not match")):
+        with Store(pg_server.params(pg_db), cipher) as other, pytest.raises(StoreError, match=expected) as failure:
+            other.load_state("srv")
+        assert SERVER_KEY not in str(failure.value) and peers[0].preshared_key not in str(failure.value)
