@@ -340,6 +340,9 @@ class _PeerRows(CopySink):
         any other row (format 1, a name with an escape, a key that does not open) takes the general path."""
         general = self.write
         self._head = head
+        # The stored value's header as COPY writes it ("\\x" then hex): only a value under this key's own header
+        # is opened here (the header is not in the cipher's associated data: another key's id would open too).
+        stored_head = BYTEA_PREFIX + head.hex()
         now = [None, (None,) * 6]  # interface, (psk context, digest prefix, associated data, three appends)
 
         def write(line: str, _trusted=trusted_peer, _fromhex=bytes.fromhex, _null=NULL,
@@ -356,6 +359,8 @@ class _PeerRows(CopySink):
                 _psk_context, prefix, aad, add_position, add_peer, add_input = now[1]
                 psk = None
                 if psk_hex != _null:
+                    if not psk_hex.startswith(stored_head):
+                        return general(line)
                     blob = _fromhex(psk_hex[3:])
                     try:
                         psk = decrypt(blob[9:21], blob[21:], aad + key.encode()).decode()
