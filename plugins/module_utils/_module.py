@@ -6,6 +6,7 @@ import sys
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.errors import NoLogError
 
 from ._errors import WgError, describe_unexpected, redact_secrets, safe_message, scrub_keys, secret_guard
 
@@ -42,8 +43,17 @@ class WgModule(AnsibleModule):
 
     def fail_json(self, msg, **kwargs):
         if self._checking_arguments:
-            msg = safe_message(msg)
+            msg = safe_message(self._named_argument_error(msg))
         super().fail_json(msg=msg, **kwargs)
+
+    def _named_argument_error(self, msg: str) -> str:
+        """Ansible reports the first of its argument errors. For a list of dicts given as text (``peers: "x"``),
+        that is its no_log pass's "dictionary requested, ...", which names no option; the next one does."""
+        result = getattr(self, "validation_result", None)
+        errors = list(result.errors) if result is not None else []
+        if errors and isinstance(errors[0], NoLogError) and str(errors[0]) == msg:
+            return next((str(e) for e in errors if not isinstance(e, NoLogError)), msg)
+        return msg
 
 
 # Python reads no int of more digits from text (``sys.get_int_max_str_digits``); Ansible's int check goes through

@@ -509,10 +509,8 @@ def attack_cases():
 
 
 # Defects this test found that are left to fix, each where it lives (strict: the case fails the run once fixed, so
-# that its entry is taken out here).
-KNOWN = {
-    ("wg_peer", "peers"): "Ansible's 'dictionary requested, could not parse JSON or key=value' names no option",
-}
+# that its entry is taken out here). None today.
+KNOWN: dict[tuple[str, str], str] = {}
 ATTACK_CASES = list(attack_cases())
 ATTACK_PARAMS = [pytest.param(n, o, s, spec, id=f"{n}-{o}{'.' + s if s else ''}",
                               marks=[pytest.mark.xfail(strict=True, reason=KNOWN[n, o])] if (n, o) in KNOWN and not s
