@@ -186,11 +186,12 @@ class KeyCipher:
         except (InvalidTag, UnicodeDecodeError):
             raise DamagedSecretError("the stored value fails authentication (altered, truncated or moved)") from None
 
-    def decryptor(self) -> tuple:
-        """``(decrypt, head)`` for opening many values in a loop: ``decrypt(blob[9:21], blob[21:], head + context)``
-        is ``open(blob, context)`` for a well-formed value of this key, and raises InvalidTag for anything else
-        (a value of another key, a plain one, a damaged one): the caller then asks ``open`` to say which."""
-        return self._aead.decrypt, bytes([SEALED]) + self.key_id
+    def decryptor(self):
+        """``decrypt`` for opening many values in a loop: ``decrypt(blob[9:21], blob[21:], blob[:9] + context)`` is
+        ``open(blob, context)`` for a well-formed value of this key, and raises for anything else (a value of
+        another key, whose header is then not the associated data it was sealed with; a plain one; a damaged one):
+        the caller then asks ``open`` to say which."""
+        return self._aead.decrypt
 
     def opener(self):
         """``open`` for many values at once (a restore opens every preshared key): the same checks, fewer steps.

@@ -317,11 +317,11 @@ class _PeerRows(CopySink):
         # interface -> (positions as COPY gave them, peers, their digest inputs), in the order the rows came
         self.rows: dict[str, tuple[list, list, list]] = {}
         self.error: BaseException | None = None
-        self._iface, self._contexts, self._head = None, {}, b""
+        self._iface, self._contexts = None, {}
         super().__init__()
         # psycopg2 calls this once per row: a closure (no attribute lookups) in front of the general path.
         if user_cipher is not None and self.trusted:
-            self.write = self._trusted_writer(*user_cipher.decryptor())
+            self.write = self._trusted_writer(user_cipher.decryptor())
 
     def _start(self, iface: str) -> tuple:
         """A row of ``iface`` comes (after one of another interface, or first)."""
@@ -330,20 +330,16 @@ class _PeerRows(CopySink):
             psk_context = _context("preshared_key", self.server_id, iface, "")
             positions, peers, inputs = self.rows.setdefault(iface, ([], [], []))
             found = self._contexts[iface] = (psk_context, f"peer/{FORMAT}\n{self.server_id}\n{iface}\n",
-                                             self._head + psk_context, positions.append, peers.append, inputs.append)
+                                             positions.append, peers.append, inputs.append)
         self._iface, self._now = iface, found
         return found
 
-    def _trusted_writer(self, decrypt, head: bytes):
+    def _trusted_writer(self, decrypt):
         """``write`` for the common row: format 2, proved by the state digest, under the user's key. The model
         is built without its constructor (what a save of this format wrote came from a validated model);
         any other row (format 1, a name with an escape, a key that does not open) takes the general path."""
         general = self.write
-        self._head = head
-        # The stored value's header as COPY writes it ("\\x" then hex): only a value under this key's own header
-        # is opened here (the header is not in the cipher's associated data: another key's id would open too).
-        stored_head = BYTEA_PREFIX + head.hex()
-        now = [None, (None,) * 6]  # interface, (psk context, digest prefix, associated data, three appends)
+        now = [None, (None,) * 5]  # interface, (psk context, digest prefix, three appends)
 
         def write(line: str, _trusted=trusted_peer, _fromhex=bytes.fromhex, _null=NULL,
                   _format_2=_FORMAT_2_LENGTH + "\n", _nul="\0") -> int:
@@ -356,14 +352,14 @@ class _PeerRows(CopySink):
                     return general(line)
                 if iface != now[0]:
                     now[:] = iface, self._start(iface)
-                _psk_context, prefix, aad, add_position, add_peer, add_input = now[1]
+                psk_context, prefix, add_position, add_peer, add_input = now[1]
                 psk = None
                 if psk_hex != _null:
-                    if not psk_hex.startswith(stored_head):
-                        return general(line)
-                    blob = _fromhex(psk_hex[3:])
                     try:
-                        psk = decrypt(blob[9:21], blob[21:], aad + key.encode()).decode()
+                        blob = _fromhex(psk_hex[3:])
+                        # The stored header (format, key id) is associated data, as when it was sealed: a value
+                        # under another key's id does not open.
+                        psk = decrypt(blob[9:21], blob[21:], blob[:9] + psk_context + key.encode()).decode()
                     except Exception:  # not this key's, not sealed, damaged: the general path says which
                         return general(line)
                 allowed = allowed[1:-1]
@@ -388,7 +384,7 @@ class _PeerRows(CopySink):
     def _row(self, fields: list, _fromhex=bytes.fromhex) -> None:
         """The general path: any row, checked by its own digest unless the snapshot is sealed, then validated."""
         iface, pos, key, *columns, psk_hex, dig = fields
-        psk_context, _prefix, _aad, add_position, add_peer, add_input = \
+        psk_context, _prefix, add_position, add_peer, add_input = \
             self._now if iface == self._iface else self._start(iface)
         values = row_values(columns)
         # One try per row (free in Python 3.11 unless raised); the message is built only on failure.
