@@ -182,12 +182,28 @@ class Store:
     # -- schema -----------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _version(cur) -> int:
-        cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
-        if not cur.fetchone()[0]:
+    def _version(cur, one_query: bool = False) -> int:
+        """The schema version, 0 when the database has none.
+
+        ``one_query``: for a caller that stops when there is none (or has just made the table): a missing table
+        fails the query, which aborts the transaction. Otherwise the table is looked up first and nothing fails.
+        """
+        if not one_query:
+            cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+            if not cur.fetchone()[0]:
+                return 0
+        try:
+            cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+        except psycopg2.Error as exc:
+            if exc.pgcode != _UNDEFINED_TABLE:
+                raise
             return 0
-        cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
         return cur.fetchone()[0]
+
+    def _refuse_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"database {self.where()} has schema version {version}, newer than this collection "
+                             f"knows ({SCHEMA_VERSION}); upgrade the collection")
 
     def migrate(self) -> bool:
         """Create or upgrade the schema; True when it did. Concurrent callers wait on an advisory lock.
@@ -199,21 +215,14 @@ class Store:
             found = self._version(cur)
             if found == SCHEMA_VERSION:
                 return False
-            if found > SCHEMA_VERSION:
-                raise StoreError(f"database {self.where()} has schema version {found}, newer than this collection "
-                                 f"knows ({SCHEMA_VERSION}); upgrade the collection")
+            self._refuse_newer(found)
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, MIGRATION_LOCK))
             # Again, under the lock: another host may have done it meanwhile. (Through the table itself: an
             # advisory lock does not refresh this transaction's view of the catalog, a table access does.)
             cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
                         " applied_at timestamptz NOT NULL DEFAULT now(), description text NOT NULL)")
-            cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-            current = cur.fetchone()[0]
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"database {self.where()} has schema version {current}, newer than this collection knows "
-                    f"({SCHEMA_VERSION}); upgrade the collection"
-                )
+            current = self._version(cur, one_query=True)
+            self._refuse_newer(current)
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 description, sql = MIGRATIONS[version]
                 cur.execute(sql)
@@ -227,20 +236,11 @@ class Store:
         return self._transaction(self._version, readonly=True)
 
     def _require_schema(self, cur) -> None:
-        # One round trip (every load and save asks): a store without the table fails the query itself.
-        try:
-            cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-            version = cur.fetchone()[0]
-        except psycopg2.Error as exc:
-            if exc.pgcode != _UNDEFINED_TABLE:
-                raise
-            version = 0
+        # One round trip: every load and save asks, and stops when there is no schema.
+        version = self._version(cur, one_query=True)
         if version == 0:
             raise StoreError(f"database {self.where()} holds no wgfleet state yet (no schema; run wg_backup first)")
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"database {self.where()} has schema version {version}, newer than this collection knows ({SCHEMA_VERSION})"
-            )
+        self._refuse_newer(version)
         if version < SCHEMA_VERSION:
             raise StoreError(
                 f"database {self.where()} has schema version {version}, older than this collection's "
