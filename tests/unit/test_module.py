@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from ansible.module_utils._internal import _traceback
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
@@ -12,16 +11,14 @@ from ansible_collections.wgfleet.wireguard.plugins.module_utils import _files, _
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._module import run_core
 from tests.helpers.keys import PEER_A, PSK, SERVER_KEY
+from tests.helpers.module_process import module_tracebacks
 
 FILE = f"[Interface]\nPrivateKey = {SERVER_KEY}\n[Peer]\nPublicKey = {PEER_A}\nPresharedKey = {PSK}\n"
 
 
 def run(action, capsys, diff=False):
     args = {"_ansible_diff": diff, "_ansible_module_name": "wg_test", "_ansible_tracebacks_for": ["error"]}
-    # ansible-core caches _ansible_tracebacks_for from the first module of the process (one module per process
-    # in real runs): forget what an earlier test's module left, so this one's args count.
-    _traceback._module_tracebacks_enabled_events = None
-    with patch_module_args(args):
+    with patch_module_args(args), module_tracebacks():
         module = AnsibleModule(argument_spec={}, supports_check_mode=True)
         with pytest.raises(SystemExit):
             run_core(module, action)
@@ -91,7 +88,7 @@ def test_an_unexpected_error_names_the_module_when_ansible_does_not_send_its_nam
     def action():
         raise OSError(28, "No space left on device")
 
-    with patch_module_args({"_ansible_tracebacks_for": ["error"]}):
+    with patch_module_args({"_ansible_tracebacks_for": ["error"]}), module_tracebacks():
         module = AnsibleModule(argument_spec={}, supports_check_mode=True)
         assert module._name == "basic.py"
         # run_core called from a module file as AnsiballZ runs it: as __main__, with its dotted name in __spec__.

@@ -21,7 +21,6 @@ import traceback
 from unittest import mock
 
 import pytest
-from ansible.module_utils._internal import _traceback
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
@@ -37,6 +36,7 @@ from ansible_collections.wgfleet.wireguard.plugins.modules import wg_interface, 
 from tests.helpers.keys import PEER_B as PEER
 from tests.helpers.keys import PSK, new_key
 from tests.helpers.keys import SERVER_KEY as KEY
+from tests.helpers.module_process import module_tracebacks
 
 NAME = "wgattack0"
 
@@ -508,24 +508,18 @@ def attack_cases():
                 yield name, option, sub, sub_spec
 
 
-# Defects this test found that are left to fix, each where it lives (strict: the case fails the run once fixed, so
-# that its entry is taken out here). None today.
-KNOWN: dict[tuple[str, str], str] = {}
 ATTACK_CASES = list(attack_cases())
-ATTACK_PARAMS = [pytest.param(n, o, s, spec, id=f"{n}-{o}{'.' + s if s else ''}",
-                              marks=[pytest.mark.xfail(strict=True, reason=KNOWN[n, o])] if (n, o) in KNOWN and not s
-                              else [])
-                 for n, o, s, spec in ATTACK_CASES]
+ATTACK_PARAMS = [pytest.param(n, o, s, spec, id=f"{n}-{o}{'.' + s if s else ''}") for n, o, s, spec in ATTACK_CASES]
 
 
 def run_main(module, args) -> tuple[str, dict]:
     """``module.main()`` run as Ansible runs it (tracebacks asked for, as at -vvv); a Python exception out of main()
     is Ansible's "MODULE FAILURE"."""
-    _traceback._module_tracebacks_enabled_events = None  # ansible-core keeps the first module's setting
     out = io.StringIO()
     args = {**args, "_ansible_tracebacks_for": ["error", "warning", "deprecated"]}
     try:
-        with patch_module_args(args), contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        with patch_module_args(args), module_tracebacks(), contextlib.redirect_stdout(out), \
+                contextlib.suppress(SystemExit):
             module.main()
     except Exception:
         return traceback.format_exc(), {"failed": True, "msg": "MODULE FAILURE", "exception": traceback.format_exc()}
