@@ -19,11 +19,10 @@ libpq in use knows ``prefer-standby`` (libpq 14 and later; see
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, fields
 
 from ._errors import WgValueError, shown
-from ._values import check_text
+from ._values import check_int, check_text, check_whole
 
 DEFAULT_DB = "wgrest_backup"
 DEFAULT_PORT = 5432
@@ -54,12 +53,6 @@ def check_server_id(option: str, value) -> str:
     check_setting(option, value, max_len=SERVER_ID_MAX)
     if value.strip() != value:
         raise WgValueError(f"{option}: {shown(value)} starts or ends with a space")
-    return value
-
-
-def _check_int(option: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise WgValueError(f"{option}: {shown(value)} is not a whole number from {low} to {high}")
     return value
 
 
@@ -122,9 +115,6 @@ def check_hosts(option: str, value) -> tuple[str, ...]:
     return hosts
 
 
-_PORT_TEXT = re.compile(r"[ \t]*[0-9]{1,5}[ \t]*\Z")
-
-
 def check_ports(option: str, value, hosts: int) -> tuple[int, ...]:
     """One port, or one per host (a list, or comma-separated text), each 1 to 65535."""
     if isinstance(value, str):
@@ -136,11 +126,7 @@ def check_ports(option: str, value, hosts: int) -> tuple[int, ...]:
         entries = [value]
     if not entries or len(entries) > MAX_HOSTS:
         raise WgValueError(f"{option}: {shown(value)} is not one port or one port per host")
-    ports = []
-    for entry in entries:
-        if isinstance(entry, str) and _PORT_TEXT.match(entry):
-            entry = int(entry)
-        ports.append(_check_int(option, entry, 1, 65535))
+    ports = [check_int(option, entry, 1, 65535, leading_zeros=True) for entry in entries]
     if len(ports) > 1 and len(ports) != hosts:
         raise WgValueError(f"{option}: {len(ports)} ports ({', '.join(map(str, ports))}) for {hosts} host"
                            f"{'' if hosts == 1 else 's'}; give one port, or one port per host in the same order")
@@ -189,7 +175,7 @@ class DatabaseSettings:
             check_setting(name(f.name), value, secret=f.name == "password")
         if not self.dbname:
             raise WgValueError(f"{name('dbname')}: must not be empty")
-        _check_int(name("connect_timeout"), self.connect_timeout, 0, 86400)
+        check_whole(name("connect_timeout"), self.connect_timeout, 0, 86400)
         if self.sslmode not in SSL_MODES:
             raise WgValueError(f"{name('sslmode')}: {shown(self.sslmode)} is not one of {', '.join(SSL_MODES)}")
         for tls_file in ("sslrootcert", "sslcert", "sslkey"):

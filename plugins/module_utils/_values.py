@@ -87,11 +87,27 @@ def _whole_number(value, text: re.Pattern, base: int) -> int | None:
         return None
 
 
-def check_int(option: str, value, low: int, high: int, hex_ok: bool = False) -> int:
+def _not_whole(option: str, value, low: int, high: int) -> WgValueError:
+    return WgValueError(f"{option}: {shown(value)} is not a whole number from {low} to {high}")
+
+
+def check_whole(option: str, value, low: int, high: int) -> int:
+    """An int from ``low`` to ``high``, never a bool nor text: for settings a caller keeps as it was given."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _not_whole(option, value, low, high)
+    return value
+
+
+def check_int(option: str, value, low: int, high: int, hex_ok: bool = False, leading_zeros: bool = False) -> int:
+    """An int or its text from ``low`` to ``high``, as a number."""
     # In base 0: 0x is hex, and a decimal with a leading zero is refused (ip would read it as octal).
-    number = _whole_number(value, _NUMBER_TEXT if hex_ok else _DECIMAL_TEXT, 0)
+    # ``leading_zeros``: decimal text, leading zeros read as such (as libpq reads a port).
+    if leading_zeros:
+        number = _whole_number(value, _DECIMAL_TEXT, 10)
+    else:
+        number = _whole_number(value, _NUMBER_TEXT if hex_ok else _DECIMAL_TEXT, 0)
     if number is None or not low <= number <= high:
-        raise WgValueError(f"{option}: {shown(value)} is not a whole number from {low} to {high}")
+        raise _not_whole(option, value, low, high)
     return number
 
 

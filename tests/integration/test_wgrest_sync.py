@@ -171,7 +171,7 @@ def api_peer(n: int) -> PeerSpec:
     ({"WGSYNC_SERVER_ID": "srv\x1e1"}, "server_id: 'srv\\x1e1' holds a line break or control character (U+001E"),
     ({"WGSYNC_INTERVAL": "nan"}, "interval: 'nan' is not a positive number of seconds"),
     ({"WGSYNC_INTERVAL": "1e400"}, "interval: '1e400' is not a positive number of seconds"),
-    ({"WGSYNC_DB_PORT": "99999"}, "db_port: 99999 is not a whole number from 1 to 65535"),
+    ({"WGSYNC_DB_PORT": "99999"}, "db_port: '99999' is not a whole number from 1 to 65535"),
     ({"WGSYNC_DB_PORT": "²"}, "db_port: '²' is not a whole number"),
     ({"WGSYNC_CONFIG_DIR": "/etc/wire\nguard"}, "config_dir: '/etc/wire\\nguard' holds a line break or control character"),
     ({"WGSYNC_DB_PASSWORD_FILE": "", "WGSYNC_DB_PASSWORD": "pw\x01x"}, "db_password: (hidden) holds"),

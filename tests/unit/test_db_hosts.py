@@ -23,6 +23,7 @@ SYNC = {"WGSYNC_SERVER_ID": "srv1", "WGSYNC_WGREST_TOKEN": "tok-hosts-SECRET", "
 @pytest.mark.parametrize(("host", "port", "hosts", "ports"), [
     ("db1.example.org,db2.example.org", 5432, ("db1.example.org", "db2.example.org"), (5432,)),
     (" db1 , db2 ", "5432, 5433", ("db1", "db2"), (5432, 5433)),
+    ("db1,db2", "05432,\t5433 ", ("db1", "db2"), (5432, 5433)),  # leading zeros are decimal, as libpq reads them
     (["db1", "db2", "/run/postgresql"], [5432, "5433", 5434], ("db1", "db2", "/run/postgresql"), (5432, 5433, 5434)),
     (("10.0.0.1", "::1"), (6432,), ("10.0.0.1", "::1"), (6432,)),
     (["db"] * MAX_HOSTS, 5432, ("db",) * MAX_HOSTS, (5432,)),
@@ -89,6 +90,10 @@ BAD_PORTS = [
     ("db1,db2", "5432,5433\n", r"holds a line break or control character"),
     ("db1,db2", "5432,٥٤٣٣", r"'٥٤٣٣' is not a whole number"),
     ("db1,db2", [], r"\[\] is not one port or one port per host"),
+    ("db1,db2", "5432,0x1539", r"'0x1539' is not a whole number from 1 to 65535"),
+    ("db1,db2", "5432,65536", r"'65536' is not a whole number from 1 to 65535"),
+    ("db1,db2", [5432, 5433.0], r"5433.0 is not a whole number from 1 to 65535"),
+    ("db1,db2", ["5432", "9" * 5000], r"is not a whole number from 1 to 65535"),
 ]
 
 
