@@ -28,18 +28,13 @@ from ._fleet import login_scope, require_readable_schema
 from ._store import Store
 from ._store_schema import LOCK_CLASS
 from ._store_types import StoreError
+from ._values import check_whole
 
 MAX_DAYS = 36500  # a hundred years
 MAX_KEEP_LATEST = 1_000_000
 MAX_BATCH = 1_000_000
 DEFAULT_BATCH = 5000
 HISTORY_TABLES = ("interfaces", "server_keys", "peers")
-
-
-def _check_whole(option: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise WgValueError(f"{option}: {str(value)[:40]!r} is not a whole number from {low} to {high}")
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,9 +46,9 @@ class Policy:
     daily_days: int = 0
 
     def __post_init__(self):
-        _check_whole("keep_days", self.keep_days, 0, MAX_DAYS)
-        _check_whole("keep_latest", self.keep_latest, 1, MAX_KEEP_LATEST)
-        _check_whole("daily_days", self.daily_days, 0, MAX_DAYS)
+        check_whole("keep_days", self.keep_days, 0, MAX_DAYS)
+        check_whole("keep_latest", self.keep_latest, 1, MAX_KEEP_LATEST)
+        check_whole("daily_days", self.daily_days, 0, MAX_DAYS)
 
     def keep(self, snapshots: list[tuple[int, datetime.datetime]], now: datetime.datetime) -> set[int]:
         """The ids kept of one server's ``(id, created_at)`` snapshots (pure)."""
@@ -104,7 +99,7 @@ def prune(store: Store, policy: Policy, servers=None, batch_size: int = DEFAULT_
 
     ``now``: the time the policy counts back from, the database's clock when not given (a simulation's own)."""
     servers = check_servers(servers)
-    batch_size = _check_whole("batch_size", batch_size, 1, MAX_BATCH)
+    batch_size = check_whole("batch_size", batch_size, 1, MAX_BATCH)
 
     def plan(cur):
         version = require_readable_schema(cur, store.where())

@@ -7,6 +7,7 @@ import pytest
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgValueError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._retention import Policy
+from tests.helpers.keys import SERVER_KEY
 
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -47,3 +48,10 @@ def test_keep_days_and_keep_latest():
 def test_bad_values_name_the_option(args, option):
     with pytest.raises(WgValueError, match=rf"^{option}: "):
         Policy(**args)
+
+
+def test_a_key_given_as_a_number_is_refused_without_quoting_it():
+    for option in ("keep_days", "keep_latest", "daily_days"):
+        with pytest.raises(WgValueError, match=rf"^{option}: .* is not a whole number") as caught:
+            Policy(**{"keep_days": 1, option: SERVER_KEY})
+        assert SERVER_KEY[:20] not in str(caught.value)
