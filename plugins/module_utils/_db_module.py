@@ -93,8 +93,9 @@ _FROM_PARAMS = object()
 def open_store(params: dict, allow_plaintext_keys: bool = False, cipher=_FROM_PARAMS,
                use: str = _dbconfig.USE_WRITE) -> Store:
     """The store of the connection options; ``cipher``, when the caller made it already (else from the options).
-    ``use``: a writer (the default) connects only to a primary; see ``_dbconfig.USES``."""
+    ``use``: a writer (the default) connects only to a primary; see ``_dbconfig.USES``. It connects at its first
+    transaction: the module's work checks its own options before that."""
     settings = database_settings(params, use)  # every option checked before the key file is read
     if cipher is _FROM_PARAMS:
         cipher = make_cipher(params)
-    return Store(settings.connect_kwargs(), cipher, allow_plaintext_keys=allow_plaintext_keys)
+    return Store(settings.connect_kwargs(), cipher, allow_plaintext_keys=allow_plaintext_keys, connect_now=False)

@@ -58,14 +58,18 @@ _UNDEFINED_TABLE = "42P01"  # SQLSTATE undefined_table
 class Store:
     """One connection to the state database; every call is one transaction."""
 
-    def __init__(self, conn_params: dict, cipher: KeyCipher | None, allow_plaintext_keys: bool = False):
+    def __init__(self, conn_params: dict, cipher: KeyCipher | None, allow_plaintext_keys: bool = False,
+                 connect_now: bool = True):
+        """``connect_now``: connect here, or at the first transaction (a module, whose work checks its own
+        options first: a bad value is refused before any connection)."""
         if not HAS_PSYCOPG2:
             raise StoreError("the PostgreSQL store needs the Python library psycopg2, which is not installed")
         self.conn_params = {k: v for k, v in conn_params.items() if v not in (None, "")}
         self.cipher = cipher
         self.allow_plaintext_keys = allow_plaintext_keys
         self._conn = None
-        self._connect()
+        if connect_now:
+            self._connect()
 
     # -- connection -------------------------------------------------------------------------------------------
 
