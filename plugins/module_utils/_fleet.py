@@ -46,11 +46,20 @@ def check_time(option: str, value) -> datetime.datetime | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > 64 or not value.isprintable():
-        raise WgValueError(f"{option}: {str(value)[:40]!r} is not an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)")
+        raise WgValueError(f"{option}: {shown(value)} is not an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)")
     try:
         return parse_timestamp(value)
     except WgValueError:
-        raise WgValueError(f"{option}: {value!r} is not an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)") from None
+        raise WgValueError(f"{option}: {shown(value)} is not an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)") from None
+
+
+def check_servers(servers) -> list[str] | None:
+    """The ``servers`` option: a list of server ids, or None for every server."""
+    if servers is None:
+        return None
+    if not isinstance(servers, (list, tuple)):
+        raise WgValueError(f"servers: {shown(servers)} is not a list of server ids")
+    return [check_server_id("servers", s) for s in servers]
 
 
 def require_readable_schema(cur, where: str) -> int:
@@ -134,10 +143,7 @@ def fleet_info(store: Store, interval: float = 60.0, stale_intervals: float = 3,
     """
     interval = check_positive("interval", interval, MAX_INTERVAL)
     stale_intervals = check_positive("stale_intervals", stale_intervals, MAX_STALE_INTERVALS)
-    if servers is not None:
-        if not isinstance(servers, (list, tuple)):
-            raise WgValueError(f"servers: {str(servers)[:40]!r} is not a list of server ids")
-        servers = [check_server_id("servers", s) for s in servers]
+    servers = check_servers(servers)
     limit = interval * stale_intervals
 
     def work(cur):

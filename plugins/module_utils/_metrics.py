@@ -29,7 +29,7 @@ import threading
 import time
 from http.server import ThreadingHTTPServer
 
-from ._errors import WgValueError
+from ._errors import WgValueError, shown
 
 try:
     from prometheus_client import CollectorRegistry, Counter, Gauge, MetricsHandler
@@ -56,7 +56,7 @@ def parse_listen(option: str, value, need_library: bool = False) -> tuple[str, i
     except ValueError:
         host = None
     if host is None or not 1 <= port <= 65535:
-        raise WgValueError(f"{option}: {str(value)[:60]!r} is not ADDRESS:PORT (an IP address, [v6]:PORT for IPv6, "
+        raise WgValueError(f"{option}: {shown(value)} is not ADDRESS:PORT (an IP address, [v6]:PORT for IPv6, "
                            "a port from 1 to 65535), e.g. 127.0.0.1:9586")
     if need_library and not HAS_PROMETHEUS:
         raise WgValueError(f"{option}: serving metrics needs the Python library prometheus_client "

@@ -22,9 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from ._dbconfig import check_server_id
-from ._errors import WgValueError
-from ._fleet import login_scope, require_readable_schema
+from ._fleet import check_servers, login_scope, require_readable_schema
 from ._store import Store
 from ._store_schema import LOCK_CLASS
 from ._store_types import StoreError
@@ -77,14 +75,6 @@ class ServerPrune:
     def report(self) -> dict:
         return {"snapshots": self.snapshots, "kept": self.kept, "deleted_snapshots": len(self.deleted_snapshots),
                 "deleted_snapshot_ids": self.deleted_snapshots[:1000], "deleted_rows": dict(self.deleted_rows)}
-
-
-def check_servers(servers) -> list[str] | None:
-    if servers is None:
-        return None
-    if not isinstance(servers, (list, tuple)):
-        raise WgValueError(f"servers: {str(servers)[:40]!r} is not a list of server ids")
-    return [check_server_id("servers", s) for s in servers]
 
 
 # A closed row that no snapshot left in the table needs (with ``excluded``: none but those about to go).

@@ -30,7 +30,7 @@ from ._dbconfig import (
     check_server_id,
     check_setting,
 )
-from ._errors import WgValueError
+from ._errors import WgValueError, shown
 from ._secrets import SecretError
 from ._values import check_ifname
 from ._wgrest import DEFAULT_API_URL, WgrestClient
@@ -157,8 +157,8 @@ def _convert(name: str, kind: str, value):
         if ok and kind == "secret":
             value = value.strip()  # a trailing newline (an env file, echo) is never part of a secret
     if not ok:
-        shown = "(hidden)" if kind == "secret" else repr(original)[:60]
-        raise ConfigError(f"{name}: {shown} is not {_EXPECTED[kind]}")
+        quoted = "(hidden)" if kind == "secret" else shown(original)
+        raise ConfigError(f"{name}: {quoted} is not {_EXPECTED[kind]}")
     if kind in ("str", "secret"):
         _checked(name, value, secret=kind == "secret")
     return value

@@ -6,6 +6,7 @@ import datetime as dt
 import pytest
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgValueError
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._fleet import check_servers
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._retention import Policy
 from tests.helpers.keys import SERVER_KEY
 
@@ -55,3 +56,9 @@ def test_a_key_given_as_a_number_is_refused_without_quoting_it():
         with pytest.raises(WgValueError, match=rf"^{option}: .* is not a whole number") as caught:
             Policy(**{"keep_days": 1, option: SERVER_KEY})
         assert SERVER_KEY[:20] not in str(caught.value)
+
+
+def test_servers_given_as_text_are_refused_without_quoting_a_key():
+    with pytest.raises(WgValueError, match=r"^servers: .* is not a list of server ids") as caught:
+        check_servers(f"srv1,{SERVER_KEY}")
+    assert SERVER_KEY[:20] not in str(caught.value)

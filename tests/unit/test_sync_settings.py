@@ -6,6 +6,7 @@ import pytest
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._sync import main
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._sync_settings import ConfigError, load_config
+from tests.helpers.keys import SERVER_KEY
 
 TOKEN = "tok-attack-SECRET-7d1f"
 BASE = {"WGSYNC_SERVER_ID": "srv1", "WGSYNC_DB_HOST": "/tmp", "WGSYNC_WGREST_TOKEN": TOKEN,
@@ -54,3 +55,18 @@ def test_main_reports_a_bad_number_as_a_configuration_error(monkeypatch, capsys)
     err = capsys.readouterr().err
     assert "configuration error: db_port: '+-5' is not a whole number" in err
     assert TOKEN not in err
+
+
+@pytest.mark.parametrize(("setting", "given"), [
+    ("metrics_listen", lambda key: f'"{key}"'),  # text, but no address
+    ("wgrest_url", lambda key: f'["{key}"]'),  # a list where text belongs
+    ("db_name", lambda key: f'{{ id = "{key}" }}'),
+])
+def test_a_key_given_in_the_wrong_setting_is_refused_without_quoting_it(tmp_path, setting, given):
+    """A private key pasted into the wrong line of the settings file: the start-up error names the setting, not
+    the key (the service's log and its status file keep that message)."""
+    toml = tmp_path / "sync.toml"
+    toml.write_text(f"{setting} = {given(SERVER_KEY)}\n")
+    with pytest.raises(ConfigError, match=rf"^{setting}: ") as caught:
+        load_config(str(toml), environ=BASE)
+    assert SERVER_KEY[:20] not in str(caught.value), str(caught.value).replace(SERVER_KEY, "<the key>")
