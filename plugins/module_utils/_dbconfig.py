@@ -87,7 +87,7 @@ def session_attrs(use: str, libpq: int | None = None) -> tuple[str, str | None]:
         found = f"libpq {version // 10000}" if version else "this libpq"
         return "any", (f"{found} has no target_session_attrs=prefer-standby (libpq 14 and later have it): "
                        "reading from the first host that answers, in list order")
-    raise WgValueError(f"use: {use!r} is not one of {', '.join(USES)}")
+    raise WgValueError(f"use: {shown(use)} is not one of {', '.join(USES)}")
 
 
 def check_hosts(option: str, value) -> tuple[str, ...]:
@@ -167,7 +167,7 @@ class DatabaseSettings:
         object.__setattr__(self, "host", ",".join(hosts) or None)
         object.__setattr__(self, "port", ports[0] if len(ports) == 1 else ",".join(map(str, ports)))
         if self.use not in USES:
-            raise WgValueError(f"use: {self.use!r} is not one of {', '.join(USES)}")
+            raise WgValueError(f"use: {shown(self.use)} is not one of {', '.join(USES)}")
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in ("host", "port", "connect_timeout", "names", "use", "hosts", "ports") or value is None:

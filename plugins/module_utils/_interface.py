@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from . import _device, _files
 from ._difference import DifferenceTracker, same_value
-from ._errors import PutBack, WgError, WgValueError
+from ._errors import PutBack, WgError, WgValueError, shown
 from ._keys import generate_private_key, public_key
 from ._values import check_ifname, check_path
 from ._wgconf import INTERFACE_SETTINGS, Interface, parse, render
@@ -48,9 +48,9 @@ class InterfaceRequest:
     def __post_init__(self):
         check_ifname("name", self.name)
         if self.state not in ("present", "absent"):
-            raise WgValueError(f"state: {self.state!r} is not present or absent")
+            raise WgValueError(f"state: {shown(self.state)} is not present or absent")
         if self.implementation not in _device.IMPLEMENTATIONS:
-            raise WgValueError(f"implementation: {self.implementation!r} is not one of "
+            raise WgValueError(f"implementation: {shown(self.implementation)} is not one of "
                                f"{', '.join(_device.IMPLEMENTATIONS)}")
         check_path("config_dir", self.config_dir)
         unknown = set(self.settings) - set(SETTINGS)

@@ -202,7 +202,7 @@ def raw_settings(config_file: str | None, environ: dict) -> dict:
             raise ConfigError(f"config file {path}: cannot read it: {reason}") from None
         unknown = sorted(set(from_file) - set(SETTINGS))
         if unknown:
-            raise ConfigError(f"config file {path}: unknown setting {unknown[0]!r}")
+            raise ConfigError(f"config file {path}: unknown setting {shown(unknown[0])}")
     values = {}
     for name, (kind, default) in SETTINGS.items():
         env_name = ENV_PREFIX + name.upper()

@@ -320,7 +320,7 @@ def parse(text: str, source: str = "<config>") -> Interface:
             shown_key = f"unknown key {key!r}" if _KEY_NAME.match(key) else "a key that is not a key name"
             raise WgValueError(f"{source}, line {lineno}: {shown_key} in [{(section or 'no section').capitalize()}]")
         if section is None:
-            raise WgValueError(f"{source}, line {lineno}: {key!r} outside of a section")
+            raise WgValueError(f"{source}, line {lineno}: {shown(key)} outside of a section")
         name, repeatable = entry
         if repeatable:
             # The model splits list values at commas (hooks are one command a line).

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from ._errors import WgError, WgValueError, scrub_keys
+from ._errors import WgError, WgValueError, scrub_keys, shown
 from ._keys import url_safe
 from ._values import check_ifname
 from ._wgconf import INTERFACE_SETTINGS, PEER_SETTINGS, Interface, Peer
@@ -63,7 +63,7 @@ def parse_duration(text) -> int:
     while pos < len(str(text)):
         match = _GO_PART.match(str(text), pos)
         if not match:
-            raise WgError(f"wgrest: {text!r} is not a Go duration")
+            raise WgError(f"wgrest: {shown(text)} is not a Go duration")
         total += float(match.group(1)) * _GO_UNITS[match.group(2)]
         pos = match.end()
     return round(total)
@@ -257,18 +257,18 @@ class WgrestClient:
 
 def _check_url(option: str, api_url, token_option: str) -> urllib.parse.SplitResult:
     if not isinstance(api_url, str) or not api_url.isprintable() or " " in api_url:
-        raise WgValueError(f"{option}: {api_url!r} is not an http:// or https:// URL")
+        raise WgValueError(f"{option}: {shown(api_url)} is not an http:// or https:// URL")
     try:
         parsed = urllib.parse.urlsplit(api_url)
         parsed.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise WgValueError(f"{option}: {api_url!r} is not an http:// or https:// URL (bad port?)") from None
+        raise WgValueError(f"{option}: {shown(api_url)} is not an http:// or https:// URL (bad port?)") from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise WgValueError(f"{option}: {api_url!r} is not an http:// or https:// URL")
+        raise WgValueError(f"{option}: {shown(api_url)} is not an http:// or https:// URL")
     if parsed.username or parsed.password:
         raise WgValueError(f"{option}: must not carry credentials; give the token as {token_option}")
     if parsed.query or parsed.fragment:
-        raise WgValueError(f"{option}: {api_url!r} must not have a query or fragment")
+        raise WgValueError(f"{option}: {shown(api_url)} must not have a query or fragment")
     return parsed
 
 
@@ -374,7 +374,7 @@ def _from_api(data: dict, fields: tuple, what: str) -> dict:
 
 def peer_from_api(data, device: str = "") -> Peer:
     """A wgrest peer as the shared model (wgrest shows no label or expiry: those are None)."""
-    what = f"device {device!r} returned a peer that cannot be read"
+    what = f"device {shown(device)} returned a peer that cannot be read"
     if not isinstance(data, dict) or not isinstance(data.get("public_key"), str):
         raise WgrestError(f"wgrest: {what}: it is not an object with a public_key (got {_shape(data)})")
     values = _from_api(data, _API_PEER, what)
@@ -386,7 +386,7 @@ def peer_from_api(data, device: str = "") -> Peer:
 
 def device_from_api(data: dict) -> Interface:
     """A wgrest device's own settings as the model (no peers, no wg-quick settings: wgrest does not show them)."""
-    what = f"device {data.get('name')!r} cannot be read"
+    what = f"device {shown(data.get('name'))} cannot be read"
     values = _from_api(data, _API_DEVICE, what)
     try:
         return Interface(**values)

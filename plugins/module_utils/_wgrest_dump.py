@@ -17,7 +17,7 @@ import re
 import shlex
 
 from . import _files
-from ._errors import WgValueError
+from ._errors import WgValueError, shown
 from ._wgconf import Interface, render
 
 WGREST_DUMP_DIR = "/var/lib/wgrest/wireguard"
@@ -27,7 +27,7 @@ def check_dump_dir(dump_dir: str, wg_config_dir: str = "/etc/wireguard") -> str:
     """Refuse to point wgrest at the wg-quick directory: its dumps would strip Address, DNS, MTU and hooks."""
     if os.path.realpath(dump_dir) == os.path.realpath(wg_config_dir):
         raise WgValueError(
-            f"wgrest config dir: {dump_dir!r} is the wg-quick directory; wgrest rewrites <name>.conf there from "
+            f"wgrest config dir: {shown(dump_dir)} is the wg-quick directory; wgrest rewrites <name>.conf there from "
             f"'wg showconf' and would drop Address, DNS, MTU, Table and the hooks. Use its own directory "
             f"(default {WGREST_DUMP_DIR})"
         )

@@ -273,3 +273,11 @@ def test_prune_dump_keeps_only_the_snapshots_peers(tmp_path):
     assert _wgrest_dump.prune_dump(iface, "wg0") == [] and _wgrest_dump.prune_dump(iface, "wg1") == []
     # Only the exact hook counts: a look-alike command names no dump.
     assert _wgrest_dump.dump_dirs(iface.replace(post_up=("[ ! -r /x/%i.conf ] || awk 1 /x/%i.conf",))) == []
+
+
+@pytest.mark.parametrize("url", ["{key}", "http://127.0.0.1/?k={key}", "ftp://{key}", "http://127.0.0.1:{key}/"])
+def test_a_key_given_as_the_api_url_is_refused_without_quoting_it(url):
+    key = new_key()
+    with pytest.raises(WgValueError, match=r"^api_url: ") as caught:
+        _wgrest.WgrestClient(url.format(key=key), token="t")
+    assert key[:20] not in str(caught.value), str(caught.value).replace(key, "<the key>")
