@@ -15,30 +15,18 @@ Plain Python (no Ansible).
 from __future__ import annotations
 
 import datetime
-import math
 
 from ._dbconfig import check_server_id
 from ._errors import WgValueError, scrub_keys, shown
 from ._store import Store
 from ._store_schema import SCHEMA_VERSION
 from ._store_types import StoreError, parse_timestamp
+from ._values import check_positive
 
 # A bound on list sizes and intervals that any fleet stays far under (a week of seconds, a million rows).
 MAX_LIMIT = 1_000_000
 MAX_INTERVAL = 7 * 86400
 MAX_STALE_INTERVALS = 10_000
-
-
-def check_positive(option: str, value, high: float, integer: bool = False) -> float | int:
-    """A positive number (a whole one when ``integer``) up to ``high``; bool, text, nan and inf refused."""
-    # An int is compared as it is: math.isfinite() and float() raise OverflowError past 1e308 ("1e400" as text).
-    ok = not isinstance(value, bool) and (isinstance(value, int) or (
-        isinstance(value, float) and math.isfinite(value) and (not integer or value.is_integer()))) \
-        and 0 < value <= high
-    if not ok:
-        kind = "a whole number" if integer else "a number"
-        raise WgValueError(f"{option}: {shown(value)} is not {kind} greater than 0 and at most {high:g}")
-    return int(value) if integer else float(value)
 
 
 def check_time(option: str, value) -> datetime.datetime | None:

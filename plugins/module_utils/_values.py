@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 import re
 
 from ._errors import WgValueError, shown
@@ -109,6 +110,18 @@ def check_int(option: str, value, low: int, high: int, hex_ok: bool = False, lea
     if number is None or not low <= number <= high:
         raise _not_whole(option, value, low, high)
     return number
+
+
+def check_positive(option: str, value, high: float, integer: bool = False) -> float | int:
+    """A positive number (a whole one when ``integer``) up to ``high``; bool, text, nan and inf refused."""
+    # An int is compared as it is: math.isfinite() and float() raise OverflowError past 1e308 ("1e400" as text).
+    ok = not isinstance(value, bool) and (isinstance(value, int) or (
+        isinstance(value, float) and math.isfinite(value) and (not integer or value.is_integer()))) \
+        and 0 < value <= high
+    if not ok:
+        kind = "a whole number" if integer else "a number"
+        raise WgValueError(f"{option}: {shown(value)} is not {kind} greater than 0 and at most {high:g}")
+    return int(value) if integer else float(value)
 
 
 def check_port(option: str, value) -> int:

@@ -7,12 +7,14 @@ from . import _files
 from ._addresses import interface_subnets, parse_pool
 from ._errors import WgError, WgValueError
 from ._peers import PeerSpec, allocate_addresses, peer_addresses, plan_peers
-from ._values import check_ifname
+from ._values import check_ifname, check_positive
 from ._wgconf import Interface, Peer, render_peer
 from ._wgrest import DEFAULT_API_URL, WgrestClient, WgrestError, needs_recreate, peer_body, peer_from_api
 
 LABEL_WARNING = ("name: wgrest has no field for a peer label; the label of {count} peer(s) was ignored "
                  "(labels are kept by backend=file, in the wg-quick file)")
+
+MAX_TIMEOUT = 3600  # seconds for one request: a wait past an hour is a mistake
 
 
 class WgrestBackend:
@@ -22,6 +24,7 @@ class WgrestBackend:
                  validate_certs: bool = True, timeout: float = 30, address_pool=None,
                  config_dir: str = "/etc/wireguard"):
         self.interface = check_ifname("interface", interface)
+        timeout = check_positive("api_timeout", timeout, MAX_TIMEOUT)
         self.client = WgrestClient(api_url, api_token, validate_certs=validate_certs, timeout=timeout)
         # Allocation needs the interface's subnet: from its wg-quick file on this host, else its live addresses.
         self.address_pool = address_pool

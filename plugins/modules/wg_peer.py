@@ -170,7 +170,7 @@ options:
     type: bool
     default: true
   api_timeout:
-    description: Seconds to wait for each wgrest request, with O(backend=wgrest).
+    description: Seconds to wait for each wgrest request, with O(backend=wgrest); from 1 to 3600.
     type: int
     default: 30
 seealso:

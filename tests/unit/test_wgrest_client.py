@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _wgconf, _wgrest, _wgrest_dump
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError, WgValueError
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._wgrest_backend import WgrestBackend
 from tests.helpers.keys import new_key
 from tests.helpers.scripted_http import JSON, ScriptedHTTP
 
@@ -281,3 +282,10 @@ def test_a_key_given_as_the_api_url_is_refused_without_quoting_it(url):
     with pytest.raises(WgValueError, match=r"^api_url: ") as caught:
         _wgrest.WgrestClient(url.format(key=key), token="t")
     assert key[:20] not in str(caught.value), str(caught.value).replace(key, "<the key>")
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 3601, True, float("nan"), "30"])
+def test_a_request_timeout_that_cannot_wait_is_refused_naming_the_option(timeout):
+    """0 made every request fail at once ("operation in progress"), a negative one with Python's own words."""
+    with pytest.raises(WgValueError, match=r"^api_timeout: .* is not a number greater than 0 and at most 3600"):
+        WgrestBackend("wg0", api_url="http://127.0.0.1:1", timeout=timeout)
