@@ -28,6 +28,11 @@ def scrub_keys(text: str) -> str:
     return _KEY_SHAPE.sub(REDACTED, text)
 
 
+def key_shaped(text: str) -> list[str]:
+    """Every run of ``text`` shaped like a WireGuard key."""
+    return _KEY_SHAPE.findall(text)
+
+
 def shown(value) -> str:
     """``value`` as a message quotes it: repr, anything key-like hidden, cut to a readable length."""
     # Anything else is hidden in its repr: a key inside a list, a dict or bytes is quoted there too.

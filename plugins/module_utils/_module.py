@@ -8,7 +8,15 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.errors import NoLogError
 
-from ._errors import WgError, describe_unexpected, redact_secrets, safe_message, scrub_keys, secret_guard
+from ._errors import (
+    WgError,
+    describe_unexpected,
+    key_shaped,
+    redact_secrets,
+    safe_message,
+    scrub_keys,
+    secret_guard,
+)
 
 
 class WgModule(AnsibleModule):
@@ -31,6 +39,9 @@ class WgModule(AnsibleModule):
     def _load_params(self):
         super()._load_params()
         _shorten_long_numbers(self.params, self.argument_spec)
+        # Ansible echoes the arguments (``invocation``, its syslog line) hiding only no_log options: a key given by
+        # mistake to an option that holds none (a path, a label, a hook) is hidden as well, wherever it occurs.
+        self.no_log_values.update(_misplaced_keys(self.params, self.argument_spec))
 
     def _log_invocation(self):
         # Ansible makes an int of any length from text ('1' * 1_000_000); Python writes none of more than 4300
@@ -73,6 +84,22 @@ def _shorten_long_numbers(params: dict, spec: dict) -> None:
                 for item in value if isinstance(value, list) else [value]:
                     if isinstance(item, dict):
                         _shorten_long_numbers(item, option["options"])
+
+
+def _misplaced_keys(params: dict, spec: dict) -> set:
+    """The key-shaped text in the options (and suboptions) of ``params`` that hold no key: all but no_log options,
+    whose values Ansible hides, and those of public keys, which are not secret."""
+    found: set = set()
+    for name, value in params.items() if isinstance(params, dict) else ():
+        option = spec.get(name) or {}
+        if name.startswith("_ansible_") or name.endswith("public_key") or option.get("no_log"):
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                found.update(key_shaped(item))
+            elif isinstance(item, dict):
+                found |= _misplaced_keys(item, option.get("options") or {})
+    return found
 
 
 def _numbers(params: dict, prefix: str = ""):

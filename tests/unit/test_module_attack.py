@@ -610,3 +610,16 @@ def test_every_module_checks_its_arguments_through_wgmodule(name):
     from ansible_collections.wgfleet.wireguard.plugins.module_utils._module import WgModule
 
     assert issubclass(made_with(importlib.import_module(f"{modules_package.__name__}.{name}"))["cls"], WgModule)
+
+
+def test_a_key_given_to_an_option_that_holds_none_is_not_echoed_back(config_dir):
+    """Ansible returns the arguments as ``invocation`` (and logs them), hiding only no_log options: a private key
+    pasted as a peer's label, or into a hook, would come back in the task's result. Public keys stay readable."""
+    other = new_key()
+    for module, args in ((wg_peer, {"interface": NAME, "public_key": PEER, "name": other}),
+                         (wg_interface, {"name": NAME, "address": ["10.10.0.1/24"], "private_key": KEY, "up": False,
+                                         "post_up": [f"echo PrivateKey={other}"]})):
+        text, data = call(module, {**args, "config_dir": str(config_dir)})
+        assert not data.get("failed"), data.get("msg")
+        assert other not in text and "invocation" in data, module.__name__
+    assert PEER in call(wg_peer, {"interface": NAME, "public_key": PEER, "config_dir": str(config_dir)})[0]
