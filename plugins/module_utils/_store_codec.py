@@ -394,9 +394,15 @@ class _PeerRows(CopySink):
             raise self.mismatch(f"peer {key} of interface {iface}") from None
         except DamagedSecretError as exc:
             raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
+        except ValueError:  # not COPY's text of a bytea (the column's type changed by hand)
+            raise self.damaged(f"peer {key} of interface {iface}", "its preshared key is not stored bytes") from None
         server_id = self.server_id
         data = row_input(FORMAT, server_id, iface, key, values, psk)
-        if not self.sealed and not _same_row(self.row_cipher, _fromhex(dig[3:]), lambda f: data if f == FORMAT else
+        try:
+            stored = b"" if self.sealed else _fromhex(dig[3:])
+        except ValueError:
+            raise self.damaged(f"peer {key} of interface {iface}", "its digest is not stored bytes") from None
+        if not self.sealed and not _same_row(self.row_cipher, stored, lambda f: data if f == FORMAT else
                                              row_input(f, server_id, iface, key, values, psk)):
             raise self.damaged(f"peer {key} of interface {iface}", "it does not match its digest")
         try:
