@@ -50,7 +50,8 @@ def test_bad_generation_is_refused_by_name(generation):
         derive_server_key(MASTER, "srv1", generation)
 
 
-@pytest.mark.parametrize("master", ["", "short", MASTER[:-4], None, MASTER + "\n" + MASTER])
+@pytest.mark.parametrize("master", ["", "short", MASTER[:-4], None, MASTER + "\n" + MASTER],
+                         ids=["empty", "short", "cut", "none", "two-lines"])
 def test_bad_master_is_refused_without_quoting_it(master):
     with pytest.raises(Exception) as err:
         derive_server_key(master, "srv1")
