@@ -1,14 +1,13 @@
 # Private to the wgfleet.wireguard collection: not a public API.
 """The store's row codec: one column order, one digest input per row kind, COPY's text format both ways,
-the sealing contexts, and the sinks a read's COPY writes rows into (see _store.py for the layout).
+the sealing contexts, and the sink a read's COPY writes rows into (see _store.py for the layout;
+_store_rows.py makes peer rows into the model).
 
 Pure (no database, no Ansible): _store.py runs the SQL, _store_plan.py plans a save, _rekey.py re-seals rows.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import io
 import itertools
 import json
@@ -17,9 +16,8 @@ import re
 import struct
 
 from . import _secrets
-from ._errors import WgError
-from ._secrets import DamagedSecretError, KeyMismatchError, key_id_hex
-from ._wgconf import INTERFACE_SETTINGS, PEER_SETTINGS, Interface, Peer, trusted_peer
+from ._secrets import key_id_hex
+from ._wgconf import INTERFACE_SETTINGS, PEER_SETTINGS, Interface, Peer
 
 # The digest format this code writes. Format 1: unversioned 32-byte row digests, no snapshot seal.
 FORMAT = 2
@@ -244,18 +242,7 @@ def digest_state(cipher, server_id: str, interfaces: dict[str, Interface]) -> di
     return out
 
 
-# --- rows as the model -------------------------------------------------------------------------------------
-
-# Rows whose format-2 digest was checked under the user's key are what a save of this format wrote from a
-# validated model: they are built without validating again (it is most of a restore's time otherwise).
-# The fast path reads these columns; only while the registry stores exactly these (and the peer has no other
-# field) is it used, otherwise every row is built through the constructor.
-_FAST_VALUES = ("allowed_ips", "endpoint", "persistent_keepalive", "name", "expires")
-_TRUSTED_BUILD = PEER_VALUES == _FAST_VALUES and \
-    {f.name for f in dataclasses.fields(Peer)} == {"public_key", *_FAST_VALUES, "preshared_key"}
-# The length of a format-2 row digest (its format byte and 32 bytes), as a sealed read fetches it.
-_FORMAT_2_LENGTH = "33"
-
+# --- COPY TO's text -----------------------------------------------------------------------------------------
 
 _COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
 _COPY_ESCAPE_RE = re.compile(r"\\(.)")
@@ -293,153 +280,3 @@ class CopySink(io.TextIOBase):
 
     def _row(self, fields: list) -> None:
         raise NotImplementedError
-
-
-class _PeerRows(CopySink):
-    """The (text) file object COPY TO writes peer rows into, one row per call: each row is opened (its
-    preshared key decrypted), made into a peer and its digest input as it arrives, so Python works while
-    PostgreSQL is still sending (on the other core). Rows come in no order (a sort on the server costs it
-    more than the whole read costs it otherwise); ``result()`` puts them in position order.
-
-    Fields (see _copy_peers_out): interface, position, public key, allowed IPs, endpoint, keepalive, name,
-    preshared key, and the row digest when rows are checked one by one, or only its length when the snapshot
-    is sealed (the interface's state digest then proves every row; the length tells a format-2 row). A failure
-    is kept and raised after the COPY (an exception inside it would leave the connection mid-COPY).
-    """
-
-    def __init__(self, store, server_id: str, row_cipher, sealed: bool, damaged, mismatch):
-        self.server_id, self.row_cipher, self.sealed = server_id, row_cipher, sealed
-        self.damaged, self.mismatch = damaged, mismatch
-        self.trusted = _TRUSTED_BUILD and row_cipher is not None and sealed
-        user_cipher = store.cipher
-        self.open_psk = user_cipher.opener() if user_cipher is not None else \
-            (lambda blob, context: _secrets.unseal(None, blob, context))
-        # interface -> (positions as COPY gave them, peers, their digest inputs), in the order the rows came
-        self.rows: dict[str, tuple[list, list, list]] = {}
-        self.error: BaseException | None = None
-        self._iface, self._contexts = None, {}
-        super().__init__()
-        # psycopg2 calls this once per row: a closure (no attribute lookups) in front of the general path.
-        if user_cipher is not None and self.trusted:
-            self.write = self._trusted_writer(user_cipher.decryptor())
-
-    def _start(self, iface: str) -> tuple:
-        """A row of ``iface`` comes (after one of another interface, or first)."""
-        found = self._contexts.get(iface)
-        if found is None:
-            psk_context = _context("preshared_key", self.server_id, iface, "")
-            positions, peers, inputs = self.rows.setdefault(iface, ([], [], []))
-            found = self._contexts[iface] = (psk_context, f"peer/{FORMAT}\n{self.server_id}\n{iface}\n",
-                                             positions.append, peers.append, inputs.append)
-        self._iface, self._now = iface, found
-        return found
-
-    def _trusted_writer(self, decrypt):
-        """``write`` for the common row: format 2, proved by the state digest, under the user's key. The model
-        is built without its constructor (what a save of this format wrote came from a validated model);
-        any other row (format 1, a name with an escape, a key that does not open) takes the general path."""
-        general = self.write
-        now = [None, (None,) * 5]  # interface, (psk context, digest prefix, three appends)
-
-        def write(line: str, _trusted=trusted_peer, _fromhex=bytes.fromhex, _null=NULL,
-                  _format_2=_FORMAT_2_LENGTH + "\n", _nul="\0") -> int:
-            if self.error is not None:
-                return 0
-            try:
-                iface, pos, key, allowed, endpoint, keepalive, label, expires, psk_hex, dig = line.split("\t")
-                # Escaped (the general path unescapes), or an expiry (the digest input's tail): the general path.
-                if dig != _format_2 or ("\\" in label and label != _null) or expires != _null:
-                    return general(line)
-                if iface != now[0]:
-                    now[:] = iface, self._start(iface)
-                psk_context, prefix, add_position, add_peer, add_input = now[1]
-                psk = None
-                if psk_hex != _null:
-                    try:
-                        blob = _fromhex(psk_hex[3:])
-                        # The stored header (format, key id) is associated data, as when it was sealed: a value
-                        # under another key's id does not open.
-                        psk = decrypt(blob[9:21], blob[21:], blob[:9] + psk_context + key.encode()).decode()
-                    except Exception:  # not this key's, not sealed, damaged: the general path says which
-                        return general(line)
-                allowed = allowed[1:-1]
-                if endpoint == _null:
-                    endpoint = None
-                if label == _null:
-                    label = None
-                peer = _trusted({"public_key": key, "allowed_ips": tuple(allowed.split(",")) if allowed else (),
-                                 "endpoint": endpoint, "preshared_key": psk, "persistent_keepalive": int(keepalive),
-                                 "name": label, "expires": None})
-                add_position(pos)
-                add_peer(peer)
-                # PostgreSQL writes an integer as str() does: the keepalive's text is the digest's.
-                add_input(f"{prefix}{key}\n{allowed}\n{endpoint or ''}\n{keepalive}\n"
-                          f"{_nul if label is None else label}\n{psk or ''}".encode())
-            except Exception as exc:  # kept, raised after the COPY
-                self.error = exc
-            return 0
-
-        return write
-
-    def _row(self, fields: list, _fromhex=bytes.fromhex) -> None:
-        """The general path: any row, checked by its own digest unless the snapshot is sealed, then validated."""
-        iface, pos, key, *columns, psk_hex, dig = fields
-        psk_context, _prefix, add_position, add_peer, add_input = \
-            self._now if iface == self._iface else self._start(iface)
-        values = row_values(columns)
-        # One try per row (free in Python 3.11 unless raised); the message is built only on failure.
-        try:
-            psk = None if psk_hex == NULL else self.open_psk(_fromhex(psk_hex[3:]), psk_context + key.encode())
-        except KeyMismatchError:
-            raise self.mismatch(f"peer {key} of interface {iface}") from None
-        except DamagedSecretError as exc:
-            raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
-        except ValueError:  # not COPY's text of a bytea (the column's type changed by hand)
-            raise self.damaged(f"peer {key} of interface {iface}", "its preshared key is not stored bytes") from None
-        server_id = self.server_id
-        data = row_input(FORMAT, server_id, iface, key, values, psk)
-        try:
-            stored = b"" if self.sealed else _fromhex(dig[3:])
-        except ValueError:
-            raise self.damaged(f"peer {key} of interface {iface}", "its digest is not stored bytes") from None
-        if not self.sealed and not _same_row(self.row_cipher, stored, lambda f: data if f == FORMAT else
-                                             row_input(f, server_id, iface, key, values, psk)):
-            raise self.damaged(f"peer {key} of interface {iface}", "it does not match its digest")
-        try:
-            peer = Peer(public_key=key, preshared_key=psk, **values)
-        except WgError as exc:
-            raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
-        add_position(pos)
-        add_peer(peer)
-        add_input(data)
-
-    def result(self, iface: str) -> tuple[list, list]:
-        """(peers, digest inputs) of ``iface``, in position order."""
-        if self.error is not None:
-            raise self.error
-        positions, peers, inputs = self.rows.get(iface, ([], [], []))
-        if len(peers) < 2:
-            return peers, inputs
-        # Sorted and reordered by C loops (map, sorted, itemgetter): positions are unique within an interface.
-        order = sorted(range(len(peers)), key=list(map(int, positions)).__getitem__)
-        pick = operator.itemgetter(*order)
-        return list(pick(peers)), list(pick(inputs))
-
-
-@contextlib.contextmanager
-def _long_lived():
-    """For building a state: tens of thousands of new objects, none of them garbage, which the young
-    generations' collections would walk again and again. Without a pass while they are made, then moved
-    to the oldest generation at once (gc.freeze() then gc.unfreeze() does that, walking nothing): only a
-    full collection looks at them, as it looks at every long-lived object. Not when the program froze
-    objects of its own (unfreeze would release them too): then the collector is only paused."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            if not gc.get_freeze_count():
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()

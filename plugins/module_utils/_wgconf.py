@@ -15,6 +15,7 @@ inputs, the wgrest mapping and the modules' options are derived from it.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import operator
@@ -209,15 +210,15 @@ _PEER_CHECKS = tuple((name, s.check) for name, s in PEER_SETTINGS.items())
 _INTERFACE_CHECKS = tuple((name, s.check) for name, s in INTERFACE_SETTINGS.items())
 
 
-def trusted_peer(values: dict) -> Peer:
-    """A peer built from values a validated peer had (a sealed store row), without checking them again.
+def trusted_peers(values: list) -> list:
+    """Peers built from values validated peers had (sealed store rows), without checking them again.
 
-    ``values`` must hold exactly the peer's fields, normalized (what a :class:`Peer` held when it was saved).
+    Each of ``values`` must hold exactly a peer's fields, normalized (what a :class:`Peer` held when it was saved).
     """
-    peer = object.__new__(Peer)
-    # A frozen dataclass without slots keeps its fields in __dict__.
-    object.__setattr__(peer, "__dict__", values)
-    return peer
+    peers = list(map(object.__new__, itertools.repeat(Peer, len(values))))
+    # A frozen dataclass without slots keeps its fields in __dict__; set by a C loop (deque consumes the map).
+    collections.deque(map(object.__setattr__, peers, itertools.repeat("__dict__"), values), maxlen=0)
+    return peers
 
 
 def check_unique_allowed_ips(peers, option: str = "peers") -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.wgfleet.wireguard.plugins.module_utils import _store_codec
+from ansible_collections.wgfleet.wireguard.plugins.module_utils import _store_rows
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import KeyCipher, generate_key
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store
@@ -102,7 +102,7 @@ def test_the_fast_path_gives_what_the_validating_constructor_gives(store, monkey
     # The fast path really ran: only names COPY writes with a backslash went through the constructor.
     assert sorted(built) == sorted(p.public_key for i in state.values() for p in i.peers
                                    if p.name and any(c in p.name for c in COPY_ESCAPED))
-    monkeypatch.setattr(_store_codec, "_TRUSTED_BUILD", False)
+    monkeypatch.setattr(_store_rows, "_TRUSTED_BUILD", False)
     _sid, slow = store.load_state(server_id)
     monkeypatch.undo()
 

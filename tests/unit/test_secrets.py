@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import base64
+import os
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils import _keys, _secrets
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError
@@ -137,3 +141,40 @@ def test_a_key_given_as_the_key_files_path_is_not_echoed():
             _secrets.make_cipher(None, key, option)
         assert key not in str(info.value)
         assert key.rstrip("=") not in str(info.value)
+
+
+@settings(max_examples=80, deadline=None)
+@given(plaintexts=st.integers(1, 300).flatmap(lambda size: st.lists(st.binary(min_size=size, max_size=size),
+                                                                      min_size=1, max_size=30)))
+def test_many_values_decrypted_at_once_are_what_aes_gcm_decrypts(plaintexts):
+    """decrypt_unproved against the library's own AES-GCM (sealed by it, with the raw key): the same plaintexts."""
+    raw = os.urandom(32)
+    cipher = KeyCipher(raw)
+    head = bytes([_secrets.SEALED]) + cipher.key_id
+    values = []
+    for plaintext in plaintexts:
+        nonce = os.urandom(12)
+        values.append(head + nonce + AESGCM(raw).encrypt(nonce, plaintext, head + CONTEXT))
+    assert cipher.decrypt_unproved(b"".join(values), len(plaintexts[0])) == b"".join(plaintexts)
+
+
+def test_values_decrypted_at_once_are_not_authenticated_and_others_are_refused():
+    cipher = KeyCipher.from_base64(generate_key())
+    secrets = [_keys.generate_private_key() for _ in range(3)]
+    blobs = [cipher.seal(s, CONTEXT) for s in secrets]
+    assert cipher.decrypt_unproved(b"".join(blobs), 44) == "".join(secrets).encode()
+    # Not authenticated (its caller proves the plaintexts by a keyed digest): a flipped ciphertext bit comes out
+    # flipped, where open() refuses it.
+    flipped = bytearray(blobs[1])
+    flipped[_secrets.HEADER_LEN] ^= 1
+    with pytest.raises(DamagedSecretError):
+        cipher.open(bytes(flipped), CONTEXT)
+    opened = cipher.decrypt_unproved(b"".join([blobs[0], bytes(flipped), blobs[2]]), 44)
+    assert opened != "".join(secrets).encode() and opened[:44] == secrets[0].encode()
+    # Another key's values, a length that does not fit, and no values at all: None, so that open() says why.
+    other = KeyCipher.from_base64(generate_key())
+    assert other.decrypt_unproved(b"".join(blobs), 44) is None
+    assert cipher.decrypt_unproved(b"".join(blobs)[:-1], 44) is None
+    assert cipher.decrypt_unproved(b"", 44) is None
+    plain = _secrets.seal(None, secrets[0], CONTEXT, allow_plaintext=True)
+    assert cipher.decrypt_unproved(plain + bytes(len(blobs[0]) - len(plain)), 44) is None

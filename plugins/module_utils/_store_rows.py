@@ -1,0 +1,247 @@
+# Private to the wgfleet.wireguard collection: not a public API.
+"""Peer rows as the model: the sink a restore's ``COPY ... TO STDOUT`` writes its rows into, with the general path
+(every row opened, checked and validated on its own) and the fast path for rows a sealed snapshot proves.
+
+Pure (no database, no Ansible): _store_load.py runs the COPY and checks the state digest that proves the rows.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import operator
+
+from . import _secrets
+from ._errors import WgError
+from ._secrets import HEADER_LEN, TAG_LEN, DamagedSecretError, KeyMismatchError
+from ._store_codec import FORMAT, LATE_PEER, NULL, PEER_VALUES, CopySink, _context, _same_row, row_input, row_values
+from ._wgconf import Peer, trusted_peers
+
+# Rows of a sealed snapshot (format 2, under the user's key) are what a save of this format wrote from a
+# validated model, and the snapshot's state digest proves every one of them: they are built without validating
+# again (it is most of a restore's time otherwise). The fast path reads these columns; only while the registry
+# stores exactly these (and the peer has no other field) is it used, otherwise every row takes the general path.
+_FAST_VALUES = ("allowed_ips", "endpoint", "persistent_keepalive", "name", "expires")
+_TRUSTED_BUILD = PEER_VALUES == _FAST_VALUES and LATE_PEER == ("expires",) and \
+    {f.name for f in dataclasses.fields(Peer)} == {"public_key", *_FAST_VALUES, "preshared_key"}
+_FIELDS = 10  # of a row, as _copy_peers_out selects them
+# The length of a format-2 row digest (its format byte and 32 bytes), as a sealed read fetches it.
+_FORMAT_2_LENGTH = "33\n"  # the row's last field, with the line's end
+# A preshared key (44 characters of base64) sealed, as COPY writes a bytea: "\\x" and its hex.
+_KEY_TEXT_LEN = 44
+_SEALED_KEY_TEXT = 3 + 2 * (HEADER_LEN + _KEY_TEXT_LEN + TAG_LEN)
+_EXPIRES = f"\n{LATE_PEER[0]}=" if LATE_PEER else ""  # the digest input's tail (late_text) before an expiry
+NUL = "\0"  # a name that is not set, in a digest input
+# Rows decoded together by the fast path, by C loops over the batch's columns; PostgreSQL goes on sending the
+# next rows (on the other core, into the socket's buffer) meanwhile.
+_BATCH = 1000
+
+
+class _PeerRows(CopySink):
+    """The (text) file object COPY TO writes peer rows into, one row per call, made into peers and their digest
+    inputs as they arrive, so Python works while PostgreSQL is still sending. Rows come in no order (a sort on
+    the server costs it more than the whole read costs it otherwise); ``result()`` puts them in position order.
+
+    Fields (see _copy_peers_out): interface, position, public key, allowed IPs, endpoint, keepalive, name,
+    expiry, preshared key, and the row digest when rows are checked one by one, or only its length when the
+    snapshot is sealed (the interface's state digest then proves every row; the length tells a format-2 row).
+
+    The general path (``_row``) opens each row's preshared key (its tag checked), checks the row's digest unless
+    the snapshot is sealed, and validates the peer. The fast path, for a sealed snapshot under the user's key,
+    takes rows in batches: every preshared key decrypted at once without its tag, the peers built without their
+    constructor. It proves nothing itself: ``unproved()`` says which interfaces it decoded, whose state digest the
+    caller must check before using them, and ``checked()`` decodes them again through the general path, to say
+    which row is wrong when that digest does not match. A failure is kept and raised after the COPY (an
+    exception inside it would leave the connection mid-COPY).
+    """
+
+    def __init__(self, store, server_id: str, row_cipher, sealed: bool, damaged, mismatch, fast: bool = True):
+        self.server_id, self.row_cipher, self.sealed = server_id, row_cipher, sealed
+        self.damaged, self.mismatch = damaged, mismatch
+        self.store = store
+        user_cipher = store.cipher
+        self.open_psk = user_cipher.opener() if user_cipher is not None else \
+            (lambda blob, context: _secrets.unseal(None, blob, context))
+        # interface -> (positions as COPY gave them, peers, their digest inputs), in the order the rows came
+        self.rows: dict[str, tuple[list, list, list]] = {}
+        self.error: BaseException | None = None
+        self._iface, self._contexts = None, {}
+        self._lines: dict[str, list] = {}  # interface -> its lines, kept when the fast path decoded any of them
+        self._fast_ifaces: set = set()
+        self._pending: list = []  # lines of the fast path's next batch
+        super().__init__()
+        if fast and _TRUSTED_BUILD and sealed and row_cipher is not None and user_cipher is row_cipher:
+            pending = self._pending
+
+            def write(line: str, add=pending.append) -> int:
+                add(line)
+                if len(pending) >= _BATCH:
+                    self._flush()
+                return 0
+
+            self.write = write
+
+    def _start(self, iface: str) -> tuple:
+        """A row of ``iface`` comes (after one of another interface, or first)."""
+        found = self._contexts.get(iface)
+        if found is None:
+            psk_context = _context("preshared_key", self.server_id, iface, "")
+            positions, peers, inputs = self.rows.setdefault(iface, ([], [], []))
+            found = self._contexts[iface] = (psk_context, f"peer/{FORMAT}\n{self.server_id}\n{iface}\n",
+                                             positions.append, peers.append, inputs.append)
+        self._iface, self._now = iface, found
+        return found
+
+    def _flush(self) -> None:
+        lines = self._pending[:]
+        self._pending.clear()
+        if self.error is None and lines:
+            try:
+                self._batch(lines)
+            except Exception as exc:  # kept, raised after the COPY
+                self.error = exc
+
+    def _batch(self, lines: list) -> None:
+        """The fast path for a batch of lines; a row it does not take (escaped text, format 1, a preshared key
+        that is not this key's, another field count) goes through the general path."""
+        count = len(lines)
+        # Each line ends with a newline: the last field of each row (the digest's length) keeps it.
+        fields = "\t".join(lines).split("\t")
+        if len(fields) != _FIELDS * count:
+            return self._one_by_one(lines)
+        ifaces, positions, keys, allowed, endpoints, keepalives, labels, expiries, psks, digests = \
+            (fields[k::_FIELDS] for k in range(_FIELDS))
+        if ifaces.count(ifaces[0]) != count:  # rows of several interfaces: each on its own
+            groups: dict[str, list] = {}
+            for iface, line in zip(ifaces, lines):
+                groups.setdefault(iface, []).append(line)
+            for group in groups.values():
+                self._batch(group)
+            return None
+        # Anything escaped (the general path unescapes it) or not a format-2 row sealed as a save seals it.
+        if digests.count(_FORMAT_2_LENGTH) != count or "\\" in "\t".join(labels + expiries).replace(NULL, "") \
+                or not set(map(len, psks)) <= {len(NULL), _SEALED_KEY_TEXT}:
+            fast = [d == _FORMAT_2_LENGTH and "\\" not in (n + x).replace(NULL, "") and len(p) in (len(NULL), _SEALED_KEY_TEXT)
+                    for n, x, p, d in zip(labels, expiries, psks, digests)]
+            self._one_by_one([line for line, ok in zip(lines, fast) if not ok])
+            return self._batch([line for line, ok in zip(lines, fast) if ok]) if any(fast) else None
+        iface = ifaces[0]
+        try:
+            values, inputs = self._decode(self._start(iface)[1], keys, allowed, endpoints, keepalives, labels,
+                                          expiries, psks)
+        except ValueError:  # not hex, not a number, not opened by this key: the general path says which
+            return self._one_by_one(lines)
+        kept_positions, kept_peers, kept_inputs = self.rows[iface]
+        kept_positions.extend(positions)
+        kept_peers.extend(trusted_peers(values))
+        kept_inputs.extend(inputs)
+        self._lines.setdefault(iface, []).extend(lines)
+        self._fast_ifaces.add(iface)
+        return None
+
+    def _decode(self, prefix: str, keys, allowed, endpoints, keepalives, labels, expiries, psks) -> tuple[list, list]:
+        """The model's values and digest inputs of a batch's columns (one interface, nothing escaped)."""
+        sealed = [p[3:] for p in psks if p != NULL]
+        opened = self.row_cipher.decrypt_unproved(bytes.fromhex("".join(sealed)), _KEY_TEXT_LEN) if sealed else b""
+        if opened is None:
+            raise ValueError("not this key's")
+        text = opened.decode("ascii")  # UnicodeDecodeError is a ValueError
+        opened = [text[i:i + _KEY_TEXT_LEN] for i in range(0, len(text), _KEY_TEXT_LEN)]
+        if len(opened) != len(psks):
+            opened = iter(opened)
+            opened = [None if p == NULL else next(opened) for p in psks]
+        allowed = [a[1:-1] for a in allowed]
+        numbers = {text: int(text) for text in set(keepalives)}  # a few distinct values: looked up, not parsed
+        # The digest input as _peer_input makes it (PostgreSQL writes an integer as str() does, so the
+        # keepalive's text is the digest's).
+        values = [{"public_key": k, "preshared_key": p, "allowed_ips": tuple(a.split(",")) if a else (),
+                   "endpoint": None if e == NULL else e, "persistent_keepalive": numbers[ka],
+                   "name": None if n == NULL else n, "expires": None if x == NULL else x}
+                  for k, a, e, ka, n, x, p in zip(keys, allowed, endpoints, keepalives, labels, expiries, opened)]
+        inputs = [f"{prefix}{k}\n{a}\n{'' if e == NULL else e}\n{ka}\n{NUL if n == NULL else n}\n{p or ''}"
+                  f"{'' if x == NULL else _EXPIRES + x}".encode()
+                  for k, a, e, ka, n, x, p in zip(keys, allowed, endpoints, keepalives, labels, expiries, opened)]
+        return values, inputs
+
+    def _one_by_one(self, lines: list) -> None:
+        for line in lines:
+            self._lines.setdefault(line[:line.find("\t")], []).append(line)
+            self._row(line[:-1].split("\t"))
+
+    def _row(self, fields: list, _fromhex=bytes.fromhex) -> None:
+        """The general path: any row, checked by its own digest unless the snapshot is sealed, then validated."""
+        iface, pos, key, *columns, psk_hex, dig = fields
+        psk_context, _prefix, add_position, add_peer, add_input = \
+            self._now if iface == self._iface else self._start(iface)
+        values = row_values(columns)
+        # One try per row (free in Python 3.11 unless raised); the message is built only on failure.
+        try:
+            psk = None if psk_hex == NULL else self.open_psk(_fromhex(psk_hex[3:]), psk_context + key.encode())
+        except KeyMismatchError:
+            raise self.mismatch(f"peer {key} of interface {iface}") from None
+        except DamagedSecretError as exc:
+            raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
+        except ValueError:  # not COPY's text of a bytea (the column's type changed by hand)
+            raise self.damaged(f"peer {key} of interface {iface}", "its preshared key is not stored bytes") from None
+        server_id = self.server_id
+        data = row_input(FORMAT, server_id, iface, key, values, psk)
+        try:
+            stored = b"" if self.sealed else _fromhex(dig[3:])
+        except ValueError:
+            raise self.damaged(f"peer {key} of interface {iface}", "its digest is not stored bytes") from None
+        if not self.sealed and not _same_row(self.row_cipher, stored, lambda f: data if f == FORMAT else
+                                             row_input(f, server_id, iface, key, values, psk)):
+            raise self.damaged(f"peer {key} of interface {iface}", "it does not match its digest")
+        try:
+            peer = Peer(public_key=key, preshared_key=psk, **values)
+        except WgError as exc:
+            raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
+        add_position(pos)
+        add_peer(peer)
+        add_input(data)
+
+    def unproved(self, iface: str) -> bool:
+        """Whether the fast path decoded rows of ``iface``: its state digest is then their only proof."""
+        return iface in self._fast_ifaces
+
+    def checked(self, iface: str) -> tuple[list, list]:
+        """(peers, digest inputs) of ``iface`` decoded again through the general path: every preshared key's tag
+        checked and every peer validated, raising for the first row that is not what a save wrote."""
+        again = _PeerRows(self.store, self.server_id, self.row_cipher, self.sealed, self.damaged, self.mismatch,
+                          fast=False)
+        for line in self._lines.get(iface, ()):
+            again.write(line)
+        return again.result(iface)
+
+    def result(self, iface: str) -> tuple[list, list]:
+        """(peers, digest inputs) of ``iface``, in position order."""
+        if self._pending:
+            self._flush()
+        if self.error is not None:
+            raise self.error
+        positions, peers, inputs = self.rows.get(iface, ([], [], []))
+        if len(peers) < 2:
+            return peers, inputs
+        # Sorted and reordered by C loops (map, sorted, itemgetter): positions are unique within an interface.
+        order = sorted(range(len(peers)), key=list(map(int, positions)).__getitem__)
+        pick = operator.itemgetter(*order)
+        return list(pick(peers)), list(pick(inputs))
+
+
+@contextlib.contextmanager
+def _long_lived():
+    """For building a state: tens of thousands of new objects, none of them garbage, which the young
+    generations' collections would walk again and again. Without a pass while they are made, then moved
+    to the oldest generation at once (gc.freeze() then gc.unfreeze() does that, walking nothing): only a
+    full collection looks at them, as it looks at every long-lived object. Not when the program froze
+    objects of its own (unfreeze would release them too): then the collector is only paused."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            if not gc.get_freeze_count():
+                gc.freeze()
+                gc.unfreeze()
+            gc.enable()
