@@ -29,7 +29,7 @@ from ._store_codec import (
 )
 from ._store_rows import _long_lived, _PeerRows
 from ._store_types import Snapshot, StoreError
-from ._wgconf import Interface
+from ._wgconf import Interface, with_proved_peers
 
 
 def check_key(cipher, snap: Snapshot | None) -> None:
@@ -96,7 +96,8 @@ def _copy_peers_out(cur, server_id: str, snap_id: int, names: list[str], latest:
         f" preshared_key, {'octet_length(digest)' if sink.sealed else 'digest'} FROM peers WHERE server_id ="
         f" %(server)s AND {_peer_rows_valid(latest)} AND interface = ANY(%(names)s)) TO STDOUT",
         {"server": server_id, "sid": snap_id, "names": names})
-    cur.copy_expert(query.decode(psycopg2.extensions.encodings.get(cur.connection.encoding, "utf-8")), sink)
+    encoding = psycopg2.extensions.encodings.get(cur.connection.encoding, "utf-8")
+    cur.copy_expert(query.decode(encoding), sink.target(encoding))
 
 
 def _stored_peer_digests(cur, server_id: str, snap_id: int, name: str, latest: bool) -> list[bytes]:
@@ -197,7 +198,11 @@ def read_state(store, cur, server_id: str, snap: Snapshot, wanted, current: bool
                     raise damaged(f"interface {name}", "its rows are not the ones the snapshot was saved with "
                                   "(a row added, removed, moved or reordered)")
             try:
-                result[name] = Interface(private_key=private_key, peers=tuple(peers), **settings_json)
+                if sealed and cipher is not None:
+                    # Proved by the state digest above, peers and all: only the settings go through the constructor.
+                    result[name] = with_proved_peers(Interface(private_key=private_key, **settings_json), peers)
+                else:
+                    result[name] = Interface(private_key=private_key, peers=tuple(peers), **settings_json)
             except (WgError, TypeError) as exc:
                 raise damaged(f"interface {name}", str(exc)) from None
     return sid, result

@@ -9,12 +9,26 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import io
+import itertools
 import operator
+import struct
 
 from . import _secrets
 from ._errors import WgError
 from ._secrets import HEADER_LEN, TAG_LEN, DamagedSecretError, KeyMismatchError
-from ._store_codec import FORMAT, LATE_PEER, NULL, PEER_VALUES, CopySink, _context, _same_row, row_input, row_values
+from ._store_codec import (
+    BYTEA_PREFIX,
+    FORMAT,
+    LATE_PEER,
+    NULL,
+    PEER_VALUES,
+    CopySink,
+    _context,
+    _same_row,
+    row_input,
+    row_values,
+)
 from ._wgconf import Peer, trusted_peers
 
 # Rows of a sealed snapshot (format 2, under the user's key) are what a save of this format wrote from a
@@ -26,20 +40,23 @@ _TRUSTED_BUILD = PEER_VALUES == _FAST_VALUES and LATE_PEER == ("expires",) and \
     {f.name for f in dataclasses.fields(Peer)} == {"public_key", *_FAST_VALUES, "preshared_key"}
 _FIELDS = 10  # of a row, as _copy_peers_out selects them
 # The length of a format-2 row digest (its format byte and 32 bytes), as a sealed read fetches it.
-_FORMAT_2_LENGTH = "33\n"  # the row's last field, with the line's end
+_FORMAT_2_LENGTH = "33"
 # A preshared key (44 characters of base64) sealed, as COPY writes a bytea: "\\x" and its hex.
 _KEY_TEXT_LEN = 44
-_SEALED_KEY_TEXT = 3 + 2 * (HEADER_LEN + _KEY_TEXT_LEN + TAG_LEN)
+_SEALED_KEY_TEXT = len(BYTEA_PREFIX) + 2 * (HEADER_LEN + _KEY_TEXT_LEN + TAG_LEN)
 _EXPIRES = f"\n{LATE_PEER[0]}=" if LATE_PEER else ""  # the digest input's tail (late_text) before an expiry
 NUL = "\0"  # a name that is not set, in a digest input
-# Rows decoded together by the fast path, by C loops over the batch's columns; PostgreSQL goes on sending the
-# next rows (on the other core, into the socket's buffer) meanwhile.
-_BATCH = 1000
+# The fast path's batch: COPY writes rows into an io.BufferedWriter of this size (a C call per row), which hands
+# them on once it is full, about 1,000 rows at a time, decoded together by C loops over their columns while
+# PostgreSQL goes on sending the next ones (on the other core, into the socket's buffer).
+_CHUNK = 256 * 1024
+_ascii = operator.methodcaller("decode", "ascii")
+_HEX = operator.itemgetter(slice(len(BYTEA_PREFIX), None))  # COPY's text of a bytea without its "\\x"
 
 
 class _PeerRows(CopySink):
-    """The (text) file object COPY TO writes peer rows into, one row per call, made into peers and their digest
-    inputs as they arrive, so Python works while PostgreSQL is still sending. Rows come in no order (a sort on
+    """What COPY TO writes peer rows into (``target()``), made into peers and their digest inputs as they arrive,
+    so Python works while PostgreSQL is still sending. Rows come in no order (a sort on
     the server costs it more than the whole read costs it otherwise); ``result()`` puts them in position order.
 
     Fields (see _copy_peers_out): interface, position, public key, allowed IPs, endpoint, keepalive, name,
@@ -66,20 +83,43 @@ class _PeerRows(CopySink):
         self.rows: dict[str, tuple[list, list, list]] = {}
         self.error: BaseException | None = None
         self._iface, self._contexts = None, {}
-        self._lines: dict[str, list] = {}  # interface -> its lines, kept when the fast path decoded any of them
-        self._fast_ifaces: set = set()
-        self._pending: list = []  # lines of the fast path's next batch
+        # For checked(): interface -> the batches the fast path took (text), and the lines the general path took.
+        self._texts: dict[str, list] = {}
+        self._lines: dict[str, list] = {}
+        self.fast = fast and _TRUSTED_BUILD and sealed and row_cipher is not None and user_cipher is row_cipher
+        self._writer, self._partial = None, b""
         super().__init__()
-        if fast and _TRUSTED_BUILD and sealed and row_cipher is not None and user_cipher is row_cipher:
-            pending = self._pending
 
-            def write(line: str, add=pending.append) -> int:
-                add(line)
-                if len(pending) >= _BATCH:
-                    self._flush()
-                return 0
+    def target(self, encoding: str):
+        """The file object to give ``copy_expert``: this text sink (a row per ``write``), or on the fast path a
+        binary buffer in front of it (rows as bytes in ``encoding``, handed on a chunk at a time)."""
+        if not self.fast:
+            return self
+        self._encoding = encoding
+        self._writer = io.BufferedWriter(_Chunks(self._chunk), _CHUNK)
+        return self._writer
 
-            self.write = write
+    def _chunk(self, data) -> None:
+        """Bytes COPY wrote, cut anywhere: its whole lines go to the fast path, the rest waits for the next."""
+        if self.error is not None:
+            return
+        try:
+            data = self._partial + bytes(data)
+            end = data.rfind(b"\n") + 1
+            self._partial = data[end:]
+            if end:
+                self._batch(data[:end - 1].decode(self._encoding))
+        except Exception as exc:  # kept, raised after the COPY
+            self.error = exc
+
+    def write(self, line: str) -> int:
+        """A row, on the general path (text, with its newline)."""
+        if self.error is None:
+            try:
+                self._one_by_one([line[:-1]])
+            except Exception as exc:  # kept, raised after the COPY
+                self.error = exc
+        return len(line)
 
     def _start(self, iface: str) -> tuple:
         """A row of ``iface`` comes (after one of another interface, or first)."""
@@ -92,61 +132,53 @@ class _PeerRows(CopySink):
         self._iface, self._now = iface, found
         return found
 
-    def _flush(self) -> None:
-        lines = self._pending[:]
-        self._pending.clear()
-        if self.error is None and lines:
-            try:
-                self._batch(lines)
-            except Exception as exc:  # kept, raised after the COPY
-                self.error = exc
-
-    def _batch(self, lines: list) -> None:
-        """The fast path for a batch of lines; a row it does not take (escaped text, format 1, a preshared key
-        that is not this key's, another field count) goes through the general path."""
-        count = len(lines)
-        # Each line ends with a newline: the last field of each row (the digest's length) keeps it.
-        fields = "\t".join(lines).split("\t")
+    def _batch(self, text: str) -> None:
+        """The fast path for a batch of rows (whole lines, the last without its newline); a row it does not take
+        (escaped text, format 1, a preshared key that is not this key's, another field count) goes through the
+        general path."""
+        count = text.count("\n") + 1
+        fields = text.replace("\n", "\t").split("\t")
         if len(fields) != _FIELDS * count:
-            return self._one_by_one(lines)
+            return self._one_by_one(text.split("\n"))
         ifaces, positions, keys, allowed, endpoints, keepalives, labels, expiries, psks, digests = \
             (fields[k::_FIELDS] for k in range(_FIELDS))
         if ifaces.count(ifaces[0]) != count:  # rows of several interfaces: each on its own
             groups: dict[str, list] = {}
-            for iface, line in zip(ifaces, lines):
+            for iface, line in zip(ifaces, text.split("\n")):
                 groups.setdefault(iface, []).append(line)
             for group in groups.values():
-                self._batch(group)
+                self._batch("\n".join(group))
             return None
         # Anything escaped (the general path unescapes it) or not a format-2 row sealed as a save seals it.
         if digests.count(_FORMAT_2_LENGTH) != count or "\\" in "\t".join(labels + expiries).replace(NULL, "") \
                 or not set(map(len, psks)) <= {len(NULL), _SEALED_KEY_TEXT}:
             fast = [d == _FORMAT_2_LENGTH and "\\" not in (n + x).replace(NULL, "") and len(p) in (len(NULL), _SEALED_KEY_TEXT)
                     for n, x, p, d in zip(labels, expiries, psks, digests)]
+            lines = text.split("\n")
             self._one_by_one([line for line, ok in zip(lines, fast) if not ok])
-            return self._batch([line for line, ok in zip(lines, fast) if ok]) if any(fast) else None
+            return self._batch("\n".join(line for line, ok in zip(lines, fast) if ok)) if any(fast) else None
         iface = ifaces[0]
         try:
             values, inputs = self._decode(self._start(iface)[1], keys, allowed, endpoints, keepalives, labels,
                                           expiries, psks)
         except ValueError:  # not hex, not a number, not opened by this key: the general path says which
-            return self._one_by_one(lines)
+            return self._one_by_one(text.split("\n"))
         kept_positions, kept_peers, kept_inputs = self.rows[iface]
         kept_positions.extend(positions)
         kept_peers.extend(trusted_peers(values))
         kept_inputs.extend(inputs)
-        self._lines.setdefault(iface, []).extend(lines)
-        self._fast_ifaces.add(iface)
+        self._texts.setdefault(iface, []).append(text)
         return None
 
     def _decode(self, prefix: str, keys, allowed, endpoints, keepalives, labels, expiries, psks) -> tuple[list, list]:
         """The model's values and digest inputs of a batch's columns (one interface, nothing escaped)."""
-        sealed = [p[3:] for p in psks if p != NULL]
+        # Each "\\x<hex>" without its "\\x" (by a C loop when every row has a preshared key).
+        sealed = list(map(_HEX, psks)) if NULL not in psks else [_HEX(p) for p in psks if p != NULL]
         opened = self.row_cipher.decrypt_unproved(bytes.fromhex("".join(sealed)), _KEY_TEXT_LEN) if sealed else b""
         if opened is None:
             raise ValueError("not this key's")
-        text = opened.decode("ascii")  # UnicodeDecodeError is a ValueError
-        opened = [text[i:i + _KEY_TEXT_LEN] for i in range(0, len(text), _KEY_TEXT_LEN)]
+        # Cut and decoded by C loops; UnicodeDecodeError (not what a save sealed) is a ValueError.
+        opened = list(map(_ascii, struct.unpack(f"{_KEY_TEXT_LEN}s" * (len(opened) // _KEY_TEXT_LEN), opened)))
         if len(opened) != len(psks):
             opened = iter(opened)
             opened = [None if p == NULL else next(opened) for p in psks]
@@ -166,7 +198,7 @@ class _PeerRows(CopySink):
     def _one_by_one(self, lines: list) -> None:
         for line in lines:
             self._lines.setdefault(line[:line.find("\t")], []).append(line)
-            self._row(line[:-1].split("\t"))
+            self._row(line.split("\t"))
 
     def _row(self, fields: list, _fromhex=bytes.fromhex) -> None:
         """The general path: any row, checked by its own digest unless the snapshot is sealed, then validated."""
@@ -202,28 +234,34 @@ class _PeerRows(CopySink):
 
     def unproved(self, iface: str) -> bool:
         """Whether the fast path decoded rows of ``iface``: its state digest is then their only proof."""
-        return iface in self._fast_ifaces
+        return iface in self._texts
 
     def checked(self, iface: str) -> tuple[list, list]:
         """(peers, digest inputs) of ``iface`` decoded again through the general path: every preshared key's tag
         checked and every peer validated, raising for the first row that is not what a save wrote."""
         again = _PeerRows(self.store, self.server_id, self.row_cipher, self.sealed, self.damaged, self.mismatch,
                           fast=False)
-        for line in self._lines.get(iface, ()):
-            again.write(line)
+        again._one_by_one([line for text in self._texts.get(iface, ()) for line in text.split("\n")])
+        again._one_by_one(self._lines.get(iface, ()))
         return again.result(iface)
 
     def result(self, iface: str) -> tuple[list, list]:
         """(peers, digest inputs) of ``iface``, in position order."""
-        if self._pending:
-            self._flush()
+        if self._writer is not None:
+            self._writer.flush()  # the last chunk
+            self._writer = None
+            if self._partial and self.error is None:
+                self.error = self.damaged("the peer rows", "the COPY of them ended in the middle of a row")
         if self.error is not None:
             raise self.error
         positions, peers, inputs = self.rows.get(iface, ([], [], []))
         if len(peers) < 2:
             return peers, inputs
         # Sorted and reordered by C loops (map, sorted, itemgetter): positions are unique within an interface.
-        order = sorted(range(len(peers)), key=list(map(int, positions)).__getitem__)
+        numbers = list(map(int, positions))
+        if all(map(operator.lt, numbers, itertools.islice(numbers, 1, None))):  # as they came (the usual case)
+            return peers, inputs
+        order = sorted(range(len(peers)), key=numbers.__getitem__)
         pick = operator.itemgetter(*order)
         return list(pick(peers)), list(pick(inputs))
 
@@ -245,3 +283,18 @@ def _long_lived():
                 gc.freeze()
                 gc.unfreeze()
             gc.enable()
+
+
+class _Chunks(io.RawIOBase):
+    """The raw file under the fast path's io.BufferedWriter: each chunk it flushes goes to ``take``."""
+
+    def __init__(self, take):
+        super().__init__()
+        self._take = take
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._take(data)
+        return len(data)

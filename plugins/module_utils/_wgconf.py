@@ -221,6 +221,13 @@ def trusted_peers(values: list) -> list:
     return peers
 
 
+def with_proved_peers(iface: Interface, peers: list) -> Interface:
+    """``iface`` holding ``peers`` without checking them again: a validated interface's peers, proved (a sealed
+    snapshot's state digest covers every one), so that a key appears once among them."""
+    object.__setattr__(iface, "peers", tuple(peers))
+    return iface
+
+
 def check_unique_allowed_ips(peers, option: str = "peers") -> None:
     """Refuse two peers with the same allowed network: WireGuard gives it to one of them only,
     so the other would differ from the file forever."""
