@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import os
 import stat
+import struct
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -190,8 +191,8 @@ class KeyCipher:
         except (InvalidTag, UnicodeDecodeError):
             raise DamagedSecretError("the stored value fails authentication (altered, truncated or moved)") from None
 
-    def decrypt_unproved(self, blobs: bytes, length: int) -> bytes | None:
-        """The plaintexts of values of this key laid end to end, each ``length`` bytes, decrypted as AES-GCM
+    def decrypt_unproved(self, blobs: bytes, length: int) -> list | None:
+        """The plaintexts (bytes, ``length`` each) of values of this key laid end to end, decrypted as AES-GCM
         decrypts (NIST SP 800-38D, 96-bit nonce: the keystream is AES of nonce || 2, nonce || 3, ...) but
         WITHOUT CHECKING THEIR TAGS, all in one call.
 
@@ -209,19 +210,18 @@ class KeyCipher:
         for offset, byte in enumerate(bytes([SEALED]) + self.key_id):
             if blobs[offset::size] != bytes([byte]) * count:
                 return None
-        span = 16 * blocks
-        counters = bytearray(count * span)
+        span = 16 * blocks  # each value's keystream, and its ciphertext laid out as the keystream is
+        counters, ciphertext = bytearray(count * span), bytearray(count * span)
         for block in range(blocks):
             for offset in range(NONCE_LEN):
                 counters[16 * block + offset::span] = blobs[1 + KEY_ID_LEN + offset::size]
             counters[16 * block + 15::span] = bytes([block + 2]) * count
-        keystream = self._blocks.encryptor().update(bytes(counters))
-        ciphertext, stream = bytearray(count * length), bytearray(count * length)
         for offset in range(length):
-            ciphertext[offset::length] = blobs[HEADER_LEN + offset::size]
-            stream[offset::length] = keystream[offset::span]
-        return (int.from_bytes(ciphertext, "little") ^ int.from_bytes(stream, "little")).to_bytes(count * length,
-                                                                                                  "little")
+            ciphertext[offset::span] = blobs[HEADER_LEN + offset::size]
+        keystream = self._blocks.encryptor().update(bytes(counters))
+        plain = (int.from_bytes(ciphertext, "little") ^ int.from_bytes(keystream, "little")).to_bytes(count * span,
+                                                                                                      "little")
+        return list(struct.unpack(f"{length}s{span - length}x" * count, plain))
 
     def opener(self):
         """``open`` for many values at once (a restore opens every preshared key): the same checks, fewer steps.

@@ -201,12 +201,27 @@ def interface_state_digest(cipher, server_id: str, name: str, settings_digest: b
                            peer_inputs) -> bytes:
     """One digest of an interface's whole state: its settings and key digests, then every peer's digest input
     (each after its length), in peer order. One running digest: a load checks 10,000 peers with it at once."""
+    # Each input after its 4-byte length, framed by C loops (map, zip, chain) rather than a Python one.
+    lengths = map(_FRAME.pack, map(len, peer_inputs))
+    return framed_state_digest(cipher, server_id, name, settings_digest, key_digest,
+                               itertools.chain.from_iterable(zip(lengths, peer_inputs)))
+
+
+def framed(data: bytes) -> bytes:
+    """A peer's digest input as the state digest takes it: after its 4-byte length."""
+    return _FRAME.pack(len(data)) + data
+
+
+FRAME_LEN = _FRAME.size
+
+
+def framed_state_digest(cipher, server_id: str, name: str, settings_digest: bytes, key_digest: bytes | None,
+                        framed_inputs) -> bytes:
+    """:func:`interface_state_digest` of inputs already :func:`framed` (a load frames each as it builds it)."""
     running = _secrets.digester(cipher)
     running.update(b"".join((_context("interface-state", server_id, name, ""), settings_digest,
                              key_digest or _NO_KEY)))
-    # Each input after its 4-byte length, framed by C loops (map, zip, chain) rather than a Python one.
-    lengths = map(_FRAME.pack, map(len, peer_inputs))
-    running.update(b"".join(itertools.chain.from_iterable(zip(lengths, peer_inputs))))
+    running.update(b"".join(framed_inputs))
     return running.digest()
 
 

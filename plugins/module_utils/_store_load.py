@@ -18,12 +18,13 @@ from ._keys import public_key
 from ._secrets import DamagedSecretError, KeyMismatchError, key_id_hex
 from ._store_codec import (
     FORMAT,
+    FRAME_LEN,
     PEER_VALUES,
     _context,
     _key_input,
     _same_row,
     _settings_input,
-    interface_state_digest,
+    framed_state_digest,
     snapshot_seal,
     stored_format,
 )
@@ -180,19 +181,19 @@ def read_state(store, cur, server_id: str, snap: Snapshot, wanted, current: bool
                 if derived != pub or not _same_row(cipher, bytes(stored_key_digest),
                                                    lambda f, n=name, k=private_key: _key_input(f, server_id, n, k)):
                     raise damaged(f"the private key of interface {name}", "it does not match its public key or digest")
-            peers, inputs = peer_rows.result(name)
+            peers, inputs = peer_rows.result(name)  # inputs framed
             if sealed:
-                state = interface_state_digest(cipher, server_id, name, settings_d, key_d, inputs)
+                state = framed_state_digest(cipher, server_id, name, settings_d, key_d, inputs)
                 if state.hex() != snap.interface_digests.get(name) and peer_rows.unproved(name):
                     # The fast path's rows, whose tags it did not check: again one by one, to say which is wrong.
                     peers, inputs = peer_rows.checked(name)
-                    state = interface_state_digest(cipher, server_id, name, settings_d, key_d, inputs)
+                    state = framed_state_digest(cipher, server_id, name, settings_d, key_d, inputs)
                 if state.hex() != snap.interface_digests.get(name):
                     # Say which row, when one row is the cause; else the set or order of rows changed.
                     stored = _stored_peer_digests(cur, server_id, sid, name, current)
                     for index, data in enumerate(inputs):
                         row_digest = stored[index] if index < len(stored) else b""
-                        if stored_format(row_digest) == FORMAT and row_digest[1:] != digest(cipher, data):
+                        if stored_format(row_digest) == FORMAT and row_digest[1:] != digest(cipher, data[FRAME_LEN:]):
                             raise damaged(f"peer {peers[index].public_key} of interface {name}",
                                           "it does not match its digest")
                     raise damaged(f"interface {name}", "its rows are not the ones the snapshot was saved with "

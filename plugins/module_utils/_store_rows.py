@@ -12,12 +12,12 @@ import gc
 import io
 import itertools
 import operator
-import struct
 
 from . import _secrets
 from ._errors import WgError
 from ._secrets import HEADER_LEN, TAG_LEN, DamagedSecretError, KeyMismatchError
 from ._store_codec import (
+    _FRAME,
     BYTEA_PREFIX,
     FORMAT,
     LATE_PEER,
@@ -26,6 +26,7 @@ from ._store_codec import (
     CopySink,
     _context,
     _same_row,
+    framed,
     row_input,
     row_values,
 )
@@ -51,6 +52,7 @@ NUL = "\0"  # a name that is not set, in a digest input
 # PostgreSQL goes on sending the next ones (on the other core, into the socket's buffer).
 _CHUNK = 256 * 1024
 _ascii = operator.methodcaller("decode", "ascii")
+_pack = _FRAME.pack  # a digest input's length, before it (framed)
 _HEX = operator.itemgetter(slice(len(BYTEA_PREFIX), None))  # COPY's text of a bytea without its "\\x"
 
 
@@ -79,7 +81,7 @@ class _PeerRows(CopySink):
         user_cipher = store.cipher
         self.open_psk = user_cipher.opener() if user_cipher is not None else \
             (lambda blob, context: _secrets.unseal(None, blob, context))
-        # interface -> (positions as COPY gave them, peers, their digest inputs), in the order the rows came
+        # interface -> (positions as COPY gave them, peers, their digest inputs framed), in the order the rows came
         self.rows: dict[str, tuple[list, list, list]] = {}
         self.error: BaseException | None = None
         self._iface, self._contexts = None, {}
@@ -171,14 +173,13 @@ class _PeerRows(CopySink):
         return None
 
     def _decode(self, prefix: str, keys, allowed, endpoints, keepalives, labels, expiries, psks) -> tuple[list, list]:
-        """The model's values and digest inputs of a batch's columns (one interface, nothing escaped)."""
+        """The model's values and framed digest inputs of a batch's columns (one interface, nothing escaped)."""
         # Each "\\x<hex>" without its "\\x" (by a C loop when every row has a preshared key).
         sealed = list(map(_HEX, psks)) if NULL not in psks else [_HEX(p) for p in psks if p != NULL]
-        opened = self.row_cipher.decrypt_unproved(bytes.fromhex("".join(sealed)), _KEY_TEXT_LEN) if sealed else b""
+        opened = self.row_cipher.decrypt_unproved(bytes.fromhex("".join(sealed)), _KEY_TEXT_LEN) if sealed else []
         if opened is None:
             raise ValueError("not this key's")
-        # Cut and decoded by C loops; UnicodeDecodeError (not what a save sealed) is a ValueError.
-        opened = list(map(_ascii, struct.unpack(f"{_KEY_TEXT_LEN}s" * (len(opened) // _KEY_TEXT_LEN), opened)))
+        opened = list(map(_ascii, opened))  # UnicodeDecodeError (not what a save sealed) is a ValueError
         if len(opened) != len(psks):
             opened = iter(opened)
             opened = [None if p == NULL else next(opened) for p in psks]
@@ -190,8 +191,8 @@ class _PeerRows(CopySink):
                    "endpoint": None if e == NULL else e, "persistent_keepalive": numbers[ka],
                    "name": None if n == NULL else n, "expires": None if x == NULL else x}
                   for k, a, e, ka, n, x, p in zip(keys, allowed, endpoints, keepalives, labels, expiries, opened)]
-        inputs = [f"{prefix}{k}\n{a}\n{'' if e == NULL else e}\n{ka}\n{NUL if n == NULL else n}\n{p or ''}"
-                  f"{'' if x == NULL else _EXPIRES + x}".encode()
+        inputs = [_pack(len(data := f"{prefix}{k}\n{a}\n{'' if e == NULL else e}\n{ka}\n{NUL if n == NULL else n}"
+                                   f"\n{p or ''}{'' if x == NULL else _EXPIRES + x}".encode())) + data
                   for k, a, e, ka, n, x, p in zip(keys, allowed, endpoints, keepalives, labels, expiries, opened)]
         return values, inputs
 
@@ -230,14 +231,14 @@ class _PeerRows(CopySink):
             raise self.damaged(f"peer {key} of interface {iface}", str(exc)) from None
         add_position(pos)
         add_peer(peer)
-        add_input(data)
+        add_input(framed(data))
 
     def unproved(self, iface: str) -> bool:
         """Whether the fast path decoded rows of ``iface``: its state digest is then their only proof."""
         return iface in self._texts
 
     def checked(self, iface: str) -> tuple[list, list]:
-        """(peers, digest inputs) of ``iface`` decoded again through the general path: every preshared key's tag
+        """(peers, framed digest inputs) of ``iface`` decoded again through the general path: every preshared key's tag
         checked and every peer validated, raising for the first row that is not what a save wrote."""
         again = _PeerRows(self.store, self.server_id, self.row_cipher, self.sealed, self.damaged, self.mismatch,
                           fast=False)
@@ -246,7 +247,7 @@ class _PeerRows(CopySink):
         return again.result(iface)
 
     def result(self, iface: str) -> tuple[list, list]:
-        """(peers, digest inputs) of ``iface``, in position order."""
+        """(peers, their digest inputs framed as the state digest takes them), of ``iface`` in position order."""
         if self._writer is not None:
             self._writer.flush()  # the last chunk
             self._writer = None
