@@ -51,6 +51,7 @@ NUL = "\0"  # a name that is not set, in a digest input
 # them on once it is full, about 1,000 rows at a time, decoded together by C loops over their columns while
 # PostgreSQL goes on sending the next ones (on the other core, into the socket's buffer).
 _CHUNK = 256 * 1024
+_BUFFER = io.BufferedWriter  # (it hands on whole rows, but a chunk cut anywhere is read as well)
 _ascii = operator.methodcaller("decode", "ascii")
 _pack = _FRAME.pack  # a digest input's length, before it (framed)
 _HEX = operator.itemgetter(slice(len(BYTEA_PREFIX), None))  # COPY's text of a bytea without its "\\x"
@@ -98,7 +99,7 @@ class _PeerRows(CopySink):
         if not self.fast:
             return self
         self._encoding = encoding
-        self._writer = io.BufferedWriter(_Chunks(self._chunk), _CHUNK)
+        self._writer = _BUFFER(_Chunks(self._chunk), _CHUNK)
         return self._writer
 
     def _chunk(self, data) -> None:

@@ -4,6 +4,7 @@ SQL must still be refused, naming the peer."""
 from __future__ import annotations
 
 import base64
+import datetime
 import re
 import uuid
 
@@ -55,7 +56,31 @@ raw_peers = st.fixed_dictionaries({
     "preshared_key": st.one_of(st.none(), keys),
     "persistent_keepalive": st.one_of(st.integers(0, 65535), st.sampled_from(["25", None, "off"])),
     "name": names,
+    # Kept in its canonical UTC text (the digest input's tail): given as that text or as a Unix time.
+    "expires": st.one_of(st.none(), st.integers(0, 253402300799),
+                         st.datetimes(min_value=datetime.datetime(1, 1, 1), max_value=datetime.datetime(9999, 12, 31))
+                         .map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S").rjust(19, "0") + "Z")),
 })
+
+
+class Cutting:
+    """A buffer in front of ``raw`` that hands on what was written in pieces of ``size`` bytes exactly, wherever
+    they end (io.BufferedWriter hands on whole rows only)."""
+
+    def __init__(self, raw, size):
+        self.raw, self.size, self.data = raw, size, bytearray()
+
+    def write(self, data) -> int:
+        self.data += data
+        while len(self.data) >= self.size:
+            self.raw.write(bytes(self.data[:self.size]))
+            del self.data[:self.size]
+        return len(data)
+
+    def flush(self) -> None:
+        if self.data:
+            self.raw.write(bytes(self.data))
+            self.data.clear()
 
 
 def validated(raw: dict) -> Peer | None:
@@ -73,8 +98,12 @@ def exactly(peer: Peer) -> dict:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(first=st.lists(raw_peers, max_size=12), second=st.lists(raw_peers, max_size=4))
-def test_the_fast_path_gives_what_the_validating_constructor_gives(store, monkeypatch, first, second):
+@given(first=st.lists(raw_peers, max_size=12), second=st.lists(raw_peers, max_size=4),
+       buffer=st.sampled_from([(_store_rows._BUFFER, 1), (_store_rows._BUFFER, 700),
+                               (_store_rows._BUFFER, _store_rows._CHUNK), (Cutting, 1), (Cutting, 97), (Cutting, 700)]))
+def test_the_fast_path_gives_what_the_validating_constructor_gives(store, monkeypatch, first, second, buffer):
+    """``buffer``: what COPY writes into, and its size: batches of one row or several, ending between the two
+    interfaces or not (a row is about 250 bytes), and chunks cut anywhere (in a row, in a character)."""
     state = {}
     for name, raws in (("wg0", first), ("wg-1", second)):
         peers, seen, nets = [], set(), set()
@@ -98,6 +127,8 @@ def test_the_fast_path_gives_what_the_validating_constructor_gives(store, monkey
         original(self)
 
     monkeypatch.setattr(Peer, "__post_init__", counting)
+    monkeypatch.setattr(_store_rows, "_BUFFER", buffer[0])
+    monkeypatch.setattr(_store_rows, "_CHUNK", buffer[1])
     _sid, fast = store.load_state(server_id)
     # The fast path really ran: only names COPY writes with a backslash went through the constructor.
     assert sorted(built) == sorted(p.public_key for i in state.values() for p in i.peers
