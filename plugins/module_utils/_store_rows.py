@@ -199,7 +199,8 @@ class _PeerRows(CopySink):
 
     def _one_by_one(self, lines: list) -> None:
         for line in lines:
-            self._lines.setdefault(line[:line.find("\t")], []).append(line)
+            if self.fast:  # kept for checked()
+                self._lines.setdefault(line[:line.find("\t")], []).append(line)
             self._row(line.split("\t"))
 
     def _row(self, fields: list, _fromhex=bytes.fromhex) -> None:
@@ -207,7 +208,10 @@ class _PeerRows(CopySink):
         iface, pos, key, *columns, psk_hex, dig = fields
         psk_context, _prefix, add_position, add_peer, add_input = \
             self._now if iface == self._iface else self._start(iface)
-        values = row_values(columns)
+        try:
+            values = row_values(columns)
+        except ValueError:  # a column's type changed by hand
+            raise self.damaged(f"peer {key} of interface {iface}", "a value is not of its column's type") from None
         # One try per row (free in Python 3.11 unless raised); the message is built only on failure.
         try:
             psk = None if psk_hex == NULL else self.open_psk(_fromhex(psk_hex[3:]), psk_context + key.encode())
@@ -260,7 +264,10 @@ class _PeerRows(CopySink):
         if len(peers) < 2:
             return peers, inputs
         # Sorted and reordered by C loops (map, sorted, itemgetter): positions are unique within an interface.
-        numbers = list(map(int, positions))
+        try:
+            numbers = list(map(int, positions))
+        except ValueError:  # the column's type changed by hand
+            raise self.damaged(f"the peers of interface {iface}", "a position is not a whole number") from None
         if all(map(operator.lt, numbers, itertools.islice(numbers, 1, None))):  # as they came (the usual case)
             return peers, inputs
         order = sorted(range(len(peers)), key=numbers.__getitem__)

@@ -61,6 +61,11 @@ FORGED = {
                            f" UPDATE peers SET preshared_key = '\\xabc' WHERE {VICTIM}",
     "text_column_non_hex": "ALTER TABLE peers ALTER preshared_key TYPE text USING '\\x' || encode(preshared_key, 'hex');"
                            f" UPDATE peers SET preshared_key = 'not hex at all' WHERE {VICTIM}",
+    # Other columns made text by hand, with a value that is not of the column's type.
+    "text_keepalive": "ALTER TABLE peers ALTER persistent_keepalive TYPE text;"
+                      f" UPDATE peers SET persistent_keepalive = 'often' WHERE {VICTIM}",
+    "text_position": f"ALTER TABLE peers ALTER position TYPE text; UPDATE peers SET position = 'first' WHERE {VICTIM}",
+    "text_allowed_ips": "ALTER TABLE peers ALTER allowed_ips TYPE text USING array_to_string(allowed_ips, ',')",
 }
 
 
