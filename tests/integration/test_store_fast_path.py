@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.wgfleet.wireguard.plugins.module_utils import _store_rows
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._errors import WgError
+from ansible_collections.wgfleet.wireguard.plugins.module_utils._rekey import rekey_server
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import KeyCipher, generate_key
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._store_types import StoreError
@@ -259,3 +260,24 @@ def test_a_store_without_the_key_or_with_another_refuses_and_names_no_key(store,
         with Store(pg_server.params(pg_db), cipher) as other, pytest.raises(StoreError, match=expected) as failure:
             other.load_state("srv")
         assert SERVER_KEY not in str(failure.value) and peers[0].preshared_key not in str(failure.value)
+
+
+def test_a_damaged_tag_alone_restores_the_saved_key_and_rekey_names_the_row(store, pg_server, pg_db):
+    """A restore proves the preshared keys' plaintexts (the state digest), not each ciphertext's tag: a value
+    whose tag alone was altered by SQL restores exactly what was saved. wg_rekey opens every value on its own
+    and refuses that row, naming it (docs/backup-restore.md, how a restore reads a sealed snapshot)."""
+    peers = tuple(Peer(public_key=base64.b64encode(bytes([i]) * 32).decode(), allowed_ips=(f"10.7.0.{i}/32",),
+                       preshared_key=base64.b64encode(bytes([100 + i]) * 32).decode()) for i in range(1, 6))
+    state = {"wg0": Interface(private_key=SERVER_KEY, listen_port=51820, peers=peers)}
+    store.save_state("srv", state)
+    # The last byte of the 16-byte tag, which ends the value (ciphertext and nonce untouched).
+    pg_server.admin("UPDATE peers SET preshared_key = overlay(preshared_key placing decode(lpad(to_hex("
+                    "get_byte(preshared_key, octet_length(preshared_key) - 1) # 1), 2, '0'), 'hex')"
+                    " from octet_length(preshared_key)) WHERE public_key = %(key)s",
+                    dbname=pg_db, params={"key": peers[2].public_key})
+    assert store.load_state("srv")[1] == state
+    with pytest.raises(StoreError, match=re.escape(f"peer {peers[2].public_key} of interface wg0")) as failure:
+        rekey_server(store, "srv", KeyCipher.from_base64(generate_key()), CIPHER, check_mode=True)
+    assert "damaged" in str(failure.value)
+    for peer in peers:
+        assert peer.preshared_key not in str(failure.value)

@@ -144,8 +144,8 @@ def test_a_key_given_as_the_key_files_path_is_not_echoed():
 
 
 @settings(max_examples=80, deadline=None)
-@given(plaintexts=st.integers(1, 300).flatmap(lambda size: st.lists(st.binary(min_size=size, max_size=size),
-                                                                      min_size=1, max_size=30)))
+@given(plaintexts=st.integers(1, 300).flatmap(
+    lambda size: st.lists(st.binary(min_size=size, max_size=size), min_size=1, max_size=30)))
 def test_many_values_decrypted_at_once_are_what_aes_gcm_decrypts(plaintexts):
     """decrypt_unproved against the library's own AES-GCM (sealed by it, with the raw key): the same plaintexts."""
     raw = os.urandom(32)
@@ -160,7 +160,7 @@ def test_many_values_decrypted_at_once_are_what_aes_gcm_decrypts(plaintexts):
 
 def test_values_decrypted_at_once_are_not_authenticated_and_others_are_refused():
     cipher = KeyCipher.from_base64(generate_key())
-    secrets = [_keys.generate_private_key() for _ in range(3)]
+    secrets = [_keys.generate_private_key() for _count in range(3)]
     blobs = [cipher.seal(s, CONTEXT) for s in secrets]
     assert cipher.decrypt_unproved(b"".join(blobs), 44) == [s.encode() for s in secrets]
     # Not authenticated (its caller proves the plaintexts by a keyed digest): a flipped ciphertext bit comes out
