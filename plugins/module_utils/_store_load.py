@@ -98,7 +98,12 @@ def _copy_peers_out(cur, server_id: str, snap_id: int, names: list[str], latest:
         f" %(server)s AND {_peer_rows_valid(latest)} AND interface = ANY(%(names)s)) TO STDOUT",
         {"server": server_id, "sid": snap_id, "names": names})
     encoding = psycopg2.extensions.encodings.get(cur.connection.encoding, "utf-8")
-    cur.copy_expert(query.decode(encoding), sink.target(encoding))
+    try:
+        cur.copy_expert(query.decode(encoding), sink.target(encoding))
+        return
+    except UnicodeDecodeError:  # psycopg2's, on the general path: a byte the database's encoding let in
+        pass
+    raise StoreError(f"server {server_id!r}: its peer rows are not text in the connection's encoding ({encoding})")
 
 
 def _stored_peer_digests(cur, server_id: str, snap_id: int, name: str, latest: bool) -> list[bytes]:

@@ -111,9 +111,18 @@ class _PeerRows(CopySink):
             end = data.rfind(b"\n") + 1
             self._partial = data[end:]
             if end:
-                self._batch(data[:end - 1].decode(self._encoding))
+                self._batch(self._text(data[:end - 1]))
         except Exception as exc:  # kept, raised after the COPY
             self.error = exc
+
+    def _text(self, data: bytes) -> str:
+        try:
+            return data.decode(self._encoding)
+        except UnicodeDecodeError:  # a byte the database's encoding (SQL_ASCII) let in
+            text = None
+        if text is None:
+            raise self.damaged("the peer rows", f"they are not text in the connection's encoding ({self._encoding})")
+        return text
 
     def write(self, line: str) -> int:
         """A row, on the general path (text, with its newline)."""
@@ -165,6 +174,10 @@ class _PeerRows(CopySink):
             values, inputs = self._decode(self._start(iface)[1], keys, allowed, endpoints, keepalives, labels,
                                           expiries, psks)
         except ValueError:  # not hex, not a number, not opened by this key: the general path says which
+            values = None
+        if values is None:
+            # Outside the except block: the general path's refusal must not carry, as its context, an error
+            # holding an unproved plaintext (a UnicodeDecodeError keeps the bytes it could not decode).
             return self._one_by_one(text.split("\n"))
         kept_positions, kept_peers, kept_inputs = self.rows[iface]
         kept_positions.extend(positions)
@@ -187,13 +200,14 @@ class _PeerRows(CopySink):
         allowed = [a[1:-1] for a in allowed]
         numbers = {text: int(text) for text in set(keepalives)}  # a few distinct values: looked up, not parsed
         # The digest input as _peer_input makes it (PostgreSQL writes an integer as str() does, so the
-        # keepalive's text is the digest's).
+        # keepalive's text is the digest's). An empty endpoint proves as no endpoint does: it is None, as the
+        # constructor makes it.
         values = [{"public_key": k, "preshared_key": p, "allowed_ips": tuple(a.split(",")) if a else (),
-                   "endpoint": None if e == NULL else e, "persistent_keepalive": numbers[ka],
+                   "endpoint": e if e and e != NULL else None, "persistent_keepalive": numbers[ka],
                    "name": None if n == NULL else n, "expires": None if x == NULL else x}
                   for k, a, e, ka, n, x, p in zip(keys, allowed, endpoints, keepalives, labels, expiries, opened)]
-        inputs = [_pack(len(data := f"{prefix}{k}\n{a}\n{'' if e == NULL else e}\n{ka}\n{NUL if n == NULL else n}"
-                                   f"\n{p or ''}{'' if x == NULL else _EXPIRES + x}".encode())) + data
+        inputs = [_pack(len(data := (f"{prefix}{k}\n{a}\n{'' if e == NULL else e}\n{ka}\n{NUL if n == NULL else n}"
+                                     f"\n{p or ''}{'' if x == NULL else _EXPIRES + x}").encode())) + data
                   for k, a, e, ka, n, x, p in zip(keys, allowed, endpoints, keepalives, labels, expiries, opened)]
         return values, inputs
 

@@ -3,9 +3,11 @@ StoreError naming no key (base64, hex, or their first 20 characters), never anot
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
+from ansible_collections.wgfleet.wireguard.plugins.module_utils import _store_rows
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._secrets import KeyCipher, generate_key
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._store import Store
 from ansible_collections.wgfleet.wireguard.plugins.module_utils._store_types import StoreError
@@ -152,3 +154,77 @@ def test_a_login_without_rights_on_schema_version_gets_a_store_error(store, pg_s
         pg_server.admin(f'REVOKE ALL ON DATABASE "{pg_db}" FROM h_norights', dbname=pg_db)
         pg_server.admin('DROP OWNED BY h_norights', dbname=pg_db)
         pg_server.admin("DROP ROLE h_norights", dbname=pg_db)
+
+
+# -- the fast path's own edges (from the restore-attack helper) ---------------------------------------------------
+
+def _chain(exc):
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def test_a_refusal_holds_no_unproved_plaintext_in_its_exception_chain(store, pg_server, pg_db):
+    """A ciphertext byte flipped by 0x80: its plaintext, decrypted without the tag, is not ASCII. The refusal
+    (the general path's, naming the row) must not keep that plaintext (the real key, one bit changed) anywhere in
+    its chain: a UnicodeDecodeError keeps the bytes it could not decode, and a handler walking __context__ reads
+    them."""
+    victim = PEERS[1]
+    pg_server.admin(f"UPDATE peers SET preshared_key = set_byte(preshared_key, 30, get_byte(preshared_key, 30) # 128)"
+                    f" WHERE {VICTIM}", dbname=pg_db, params={"key": victim.public_key})
+    with pytest.raises(StoreError, match=f"peer {re.escape(victim.public_key)} of interface wg0 is damaged") as failure:
+        store.load_state("srv")
+    for exc in _chain(failure.value):
+        held = getattr(exc, "object", b"")
+        held = held.decode("latin-1") if isinstance(held, (bytes, bytearray)) else str(held)
+        assert sum(a == b for a, b in zip(held, victim.preshared_key)) < 20, type(exc).__name__
+        no_key_in(str(exc))
+
+
+def test_an_endpoint_made_empty_by_sql_loads_as_no_endpoint_on_both_paths(store, pg_server, pg_db, monkeypatch):
+    """The digest input writes no endpoint as an empty one, so '' proves as NULL does: both paths give None, what
+    the constructor makes of '' (a Peer never holds an empty endpoint)."""
+    pg_server.admin(f"UPDATE peers SET endpoint = '' WHERE {VICTIM}", dbname=pg_db, params={"key": PEERS[1].public_key})
+    fast = store.load_state("srv")[1]
+    monkeypatch.setattr(_store_rows, "_TRUSTED_BUILD", False)
+    general = store.load_state("srv")[1]
+    saved = {"wg0": Interface(private_key=SERVER_KEY, listen_port=51820, peers=PEERS)}
+    assert fast == general == saved
+    assert [vars(p) for p in fast["wg0"].peers] == [vars(p) for p in general["wg0"].peers]
+
+
+def test_a_keepalive_made_null_by_sql_is_refused(store, pg_server, pg_db):
+    pg_server.admin("ALTER TABLE peers ALTER persistent_keepalive DROP NOT NULL;"
+                    f" UPDATE peers SET persistent_keepalive = NULL WHERE {VICTIM}", dbname=pg_db,
+                    params={"key": PEERS[1].public_key})
+    with pytest.raises(StoreError, match="is damaged") as failure:
+        store.load_state("srv")
+    no_key_in(str(failure.value))
+    assert store.load_state("srvb")[1]["wg0"].peers == B_PEERS
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+def test_a_byte_a_sql_ascii_database_let_in_is_refused_and_the_store_goes_on(pg_server, monkeypatch, fast):
+    """A database made with ENCODING SQL_ASCII stores any byte: one that is not ASCII in a name is a StoreError
+    (not a UnicodeDecodeError), and the same Store then loads another server."""
+    name = pg_server.create_database(f"ascii_{'fast' if fast else 'general'}")
+    pg_server.admin(f'DROP DATABASE "{name}"')
+    pg_server.admin(f"CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    try:
+        state = {"wg0": Interface(private_key=SERVER_KEY, listen_port=51820, peers=PEERS)}
+        with Store(pg_server.params(name), CIPHER) as s:
+            s.migrate()
+            s.save_state("srv", state)
+            s.save_state("srvb", state)
+            pg_server.admin(f"UPDATE peers SET name = E'peer \\xe9' WHERE {VICTIM}", dbname=name,
+                            params={"key": PEERS[1].public_key})
+            if not fast:
+                monkeypatch.setattr(_store_rows, "_TRUSTED_BUILD", False)
+            with pytest.raises(StoreError, match="not text in the connection's encoding") as failure:
+                s.load_state("srv")
+            no_key_in(str(failure.value))
+            assert s.load_state("srvb")[1] == state
+    finally:
+        pg_server.drop_database(name)
